@@ -1,0 +1,79 @@
+"""Audio -> segment embeddings -> track embedding, the one path queries and the catalogue share.
+
+Two kinds of vector come out of one backbone pass:
+- per-segment vectors (one per ``patch_seconds`` window, at a hop) to recognise the
+  recorded song itself by time-consistent voting;
+- one per-track vector for similarity: the renormalised mean of the segment vectors
+  (mean pooling of a track's patches was the best similarity feature for musicnn;
+  ../shared/notes/musicnn.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .features import Backbone
+from .head import LoadedHead, load_head
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    segments: np.ndarray  # (n, D) float32, L2-normalised
+    times: np.ndarray  # (n,) float32 seconds, start of each segment
+    track: np.ndarray  # (D,) float32, L2-normalised
+
+    @property
+    def n(self) -> int:
+        return len(self.times)
+
+
+def l2n(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class Embedder:
+    """Backbone + head.  Thread-safe: torch modules in eval mode are re-entrant for inference."""
+
+    def __init__(self, backbone: Backbone, head: LoadedHead) -> None:
+        self.backbone = backbone
+        self.head = head
+        self._lock = threading.Lock()  # torch inference is re-entrant, but CPU threads are better not oversubscribed
+
+    @classmethod
+    def create(cls, backbone: Backbone, head_path: Path | None, out_dim: int) -> "Embedder":
+        return cls(backbone, load_head(head_path, backbone.dim, out_dim, backbone.model_id))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.backbone.sample_rate
+
+    @property
+    def dim(self) -> int:
+        return self.head.head.out_dim
+
+    @property
+    def model_id(self) -> str:
+        """What the index is keyed on: backbone weights + head weights."""
+        return f"{self.backbone.model_id}+head:{self.head.sha}"
+
+    def features(self, samples: np.ndarray, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
+        feats = self.backbone.features(samples, hop_s)
+        times = (np.arange(len(feats)) * hop_s).astype(np.float32)
+        return feats, times
+
+    def embed_features(self, feats: np.ndarray, times: np.ndarray) -> Embedding:
+        segs = self.head.head.embed(feats)
+        return Embedding(segs, times, l2n(segs.mean(axis=0)))
+
+    def embed(self, samples: np.ndarray, hop_s: float) -> Embedding:
+        with self._lock, torch.inference_mode():
+            feats, times = self.features(samples, hop_s)
+            return self.embed_features(feats, times)

@@ -1,0 +1,309 @@
+"""The only door into the engine: recommend / similar_to / search_tracks.
+
+Bot, CLI, web page and index builder all call this; it knows nothing of Discord,
+HTTP or terminals.  Sync methods are thread-safe; the ``a*`` coroutines run the CPU
+work in a bounded thread pool (never on the event loop) with a timeout.
+
+What happens to a recording:
+1. decode (ffmpeg) to mono float32 at the backbone's rate, loudness-normalised;
+2. identify: spectral-peak landmarks against the fingerprint index (robust to a
+   phone in a room) and, as a second opinion, time-consistent votes of segment
+   embeddings against the Milvus segment collection;
+3. recommend: the five nearest *other* tracks (cosine, Milvus track collection) to
+   the identified track's catalogue vector, or to the recording's own vector when it
+   is not a catalogue song; the identified track and its duplicates are excluded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import audio as audio_mod
+from .catalogue import CatalogueDB, SearchHit, Track
+from .embed import Embedder, Embedding
+from .errors import BusyError, EmptyIndexError, QueryTimeoutError, TrackNotFoundError
+from .settings import Settings
+from .store import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoredTrack:
+    track: Track
+    similarity: float
+
+    def to_dict(self) -> dict:
+        return {**self.track.to_dict(), "similarity": round(float(self.similarity), 4)}
+
+
+@dataclass
+class Identification:
+    track: Track
+    confidence: float
+    offset_s: float
+    method: str  # "fingerprint" | "embedding" | "both"
+
+    def to_dict(self) -> dict:
+        return {**self.track.to_dict(), "confidence": round(self.confidence, 3),
+                "offset_s": round(self.offset_s, 1), "method": self.method}
+
+
+@dataclass
+class Recommendation:
+    identified: Identification | None
+    results: list[ScoredTrack]
+    seed: Track | None = None  # for similar_to: the track we started from
+    query_seconds: float | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    model_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "identified": self.identified.to_dict() if self.identified else None,
+            "seed": self.seed.to_dict() if self.seed else None,
+            "results": [r.to_dict() for r in self.results],
+            "query_seconds": self.query_seconds,
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "model_id": self.model_id,
+        }
+
+
+# Tuning of the embedding vote, chosen from principle (not fitted to any corpus):
+# a recording of a catalogue song has most of its segments pointing at that
+# song at one consistent time offset; a song *like* it scatters over tracks and offsets.
+SEGMENT_CANDIDATES = 10
+
+
+def segment_vote(hits: list[list[Any]], query_times: np.ndarray, bin_s: float) -> list[tuple[int, float, float]]:
+    """Time-consistent voting: (track_key, score 0..1, offset_s), best first.
+
+    Each query segment votes for every (track, offset bin) among its top hits,
+    weighted by similarity; a track's score is its best offset bin (+- one bin)
+    divided by the number of query segments.
+    """
+    votes: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    for qt, seg_hits in zip(query_times, hits):
+        seen: set[tuple[int, int]] = set()
+        for h in seg_hits:
+            b = int(round((h.t - float(qt)) / bin_s))
+            if (h.track_key, b) in seen:
+                continue
+            seen.add((h.track_key, b))
+            votes[h.track_key][b] += max(0.0, h.similarity)
+    n = max(1, len(query_times))
+    out = []
+    for key, bins in votes.items():
+        best_bin, best = max(((b, bins.get(b - 1, 0) + v + bins.get(b + 1, 0)) for b, v in bins.items()),
+                             key=lambda x: x[1])
+        out.append((key, min(1.0, best / n), best_bin * bin_s))
+    out.sort(key=lambda x: -x[1])
+    return out
+
+
+class SynestheteService:
+    """Thread-safe facade over decode -> identify -> embed -> search."""
+
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None, read_only: bool = True) -> None:
+        from .features import make_backbone
+        from .fingerprint.index import FingerprintIndex
+
+        self.settings = settings
+        self.embedder = embedder or Embedder.create(make_backbone(settings), settings.resolved_head_path,
+                                                    settings.embedding_dim)
+        self.catalogue = CatalogueDB(settings.catalogue_db_path, read_only=read_only)
+        self.store = VectorStore(settings.resolved_milvus_uri, self.embedder.model_id, self.embedder.dim,
+                                 token=settings.milvus_token, prefix=settings.collection_prefix,
+                                 index_type=settings.index_type)
+        if read_only:
+            self.store.check_ready()
+        else:
+            self.store.ensure_collections()
+        fp_path = settings.fingerprint_db_path
+        self.fingerprints = FingerprintIndex(fp_path, read_only=read_only) if (fp_path.exists() or not read_only) else None
+        self._executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="synesthete")
+        self._slots = threading.BoundedSemaphore(max(1, settings.workers) * 4)
+        self._async_slots: asyncio.Semaphore | None = None
+
+    # ---- construction helpers -----------------------------------------------
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, **kw: Any) -> "SynestheteService":
+        return cls(settings or Settings.from_env(), **kw)
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+        self.catalogue.close()
+        if self.fingerprints is not None:
+            self.fingerprints.close()
+
+    def __enter__(self) -> "SynestheteService":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- the API --------------------------------------------------------------
+
+    def decode(self, source: audio_mod.AudioSource) -> audio_mod.DecodedAudio:
+        return audio_mod.decode(source, self.embedder.sample_rate, audio_mod.limits_from_settings(self.settings))
+
+    def recommend(self, source: audio_mod.AudioSource | audio_mod.DecodedAudio, k: int | None = None) -> Recommendation:
+        """Identify the recording (when it is a catalogue song) and recommend k other tracks."""
+        k = k or self.settings.top_k
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        decoded = source if isinstance(source, audio_mod.DecodedAudio) else self.decode(source)
+        timings["decode"] = (time.perf_counter() - t0) * 1000
+
+        t1 = time.perf_counter()
+        fp_matches = []
+        if self.fingerprints is not None:
+            fp_matches = self.fingerprints.match(decoded.samples, decoded.sample_rate, top_k=3)
+        timings["fingerprint"] = (time.perf_counter() - t1) * 1000
+
+        t2 = time.perf_counter()
+        emb = self.embedder.embed(decoded.samples, self.settings.query_hop_s)
+        timings["embed"] = (time.perf_counter() - t2) * 1000
+
+        t3 = time.perf_counter()
+        identified = self._identify(fp_matches, emb)
+        if identified is not None:
+            seed_vecs = self.store.track_vectors([identified.track.track_key])
+            seed = seed_vecs.get(identified.track.track_key, emb.track)
+            exclude = {identified.track.track_key}
+        else:
+            seed, exclude = emb.track, set()
+        results = self._neighbours(seed, k, exclude, identified.track if identified else None)
+        timings["search"] = (time.perf_counter() - t3) * 1000
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return Recommendation(identified, results, None, decoded.duration_s, timings, self.model_id)
+
+    def similar_to(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
+        """Tracks most similar to a catalogue track (``offset`` pages: 'more like this')."""
+        k = k or self.settings.top_k
+        t0 = time.perf_counter()
+        track = self.catalogue.get(track_id)
+        if track is None:
+            raise TrackNotFoundError(f"no track with id {track_id!r}")
+        vecs = self.store.track_vectors([track.track_key])
+        if track.track_key not in vecs:
+            raise TrackNotFoundError(f"track {track_id!r} has no audio in the index", user_message=(
+                "That track is in the catalogue but I have no audio for it, so I can't compare it."))
+        results = self._neighbours(vecs[track.track_key], k + offset, {track.track_key}, track)[offset:]
+        return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
+                              self.model_id)
+
+    def search_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
+        """Catalogue tracks by name (title and artist), prefix + typo-tolerant, <= 25."""
+        return self.catalogue.search(text, limit=min(25, max(1, limit)))
+
+    def about(self) -> dict[str, Any]:
+        return {
+            "tracks": self.catalogue.count(),
+            "indexed_tracks": self.catalogue.count(indexed_only=True),
+            "model_id": self.model_id,
+            "backbone": self.embedder.backbone.name,
+            "head_trained": self.embedder.head.trained,
+            "index_built": self.catalogue.get_meta("built_at"),
+            "milvus": "milvus-lite" if self.store.is_lite else self.store.uri,
+        }
+
+    # ---- async wrappers (bot, web) ---------------------------------------------
+
+    async def _run(self, fn, *args: Any) -> Any:
+        if self._async_slots is None:
+            self._async_slots = asyncio.Semaphore(max(1, self.settings.workers) * 4)
+        if self._async_slots.locked():
+            raise BusyError("all query slots are taken")
+        async with self._async_slots:
+            loop = asyncio.get_running_loop()
+            fut = loop.run_in_executor(self._executor, fn, *args)
+            try:
+                return await asyncio.wait_for(fut, timeout=self.settings.query_timeout_s)
+            except asyncio.TimeoutError as exc:
+                raise QueryTimeoutError(f"query exceeded {self.settings.query_timeout_s}s") from exc
+
+    async def arecommend(self, source: audio_mod.AudioSource, k: int | None = None) -> Recommendation:
+        return await self._run(self.recommend, source, k)
+
+    async def asimilar_to(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
+        return await self._run(self.similar_to, track_id, k, offset)
+
+    async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
+        # name search is a few ms of SQLite: a thread hop, but no slot or timeout needed
+        return await asyncio.get_running_loop().run_in_executor(None, self.search_tracks, text, limit)
+
+    # ---- internals --------------------------------------------------------------
+
+    def _identify(self, fp_matches: list[Any], emb: Embedding) -> Identification | None:
+        threshold = self.settings.identify_threshold
+        best_fp = fp_matches[0] if fp_matches else None
+        votes: list[tuple[int, float, float]] = []
+        if emb.n >= 2:
+            hits = self.store.search_segments(emb.segments, SEGMENT_CANDIDATES)
+            votes = segment_vote(hits, emb.times, bin_s=self.settings.segment_hop_s)
+        best_vote = votes[0] if votes else None
+        candidates: list[tuple[int, float, float, str]] = []
+        if best_fp is not None and best_fp.confidence >= threshold:
+            method = "both" if best_vote and best_vote[0] == best_fp.track_key else "fingerprint"
+            candidates.append((best_fp.track_key, best_fp.confidence, best_fp.offset_s, method))
+        if best_vote is not None:
+            margin = best_vote[1] - (votes[1][1] if len(votes) > 1 else 0.0)
+            # a segment vote alone must be a clear winner: consistent and well ahead
+            conf = float(min(1.0, best_vote[1] * 0.5 + margin))
+            if conf >= max(threshold, 0.6):
+                candidates.append((best_vote[0], conf, best_vote[2], "embedding"))
+        if not candidates:
+            return None
+        key, conf, offset, method = max(candidates, key=lambda c: c[1])
+        track = self.catalogue.get_many([key]).get(key)
+        if track is None:  # index and catalogue out of step: never claim a track we cannot name
+            log.warning("identified key %s has no catalogue row", key)
+            return None
+        return Identification(track, conf, max(0.0, offset), method)
+
+    def _neighbours(self, vector: np.ndarray, k: int, exclude: set[int], seed: Track | None) -> list[ScoredTrack]:
+        fetch = k * 3 + 10
+        hits = self.store.search_tracks(vector[None, :], fetch, exclude=sorted(exclude))[0]
+        if not hits and self.store.count_tracks() == 0:
+            raise EmptyIndexError("no tracks in the vector index")
+        tracks = self.catalogue.get_many([h.track_key for h in hits])
+        from .catalogue import dedup_key
+
+        seen = {dedup_key(seed)} if seed is not None else set()
+        out: list[ScoredTrack] = []
+        for h in hits:
+            t = tracks.get(h.track_key)
+            if t is None or h.track_key in exclude:
+                continue
+            dk = dedup_key(t)
+            if dk in seen:
+                continue
+            seen.add(dk)
+            out.append(ScoredTrack(t, h.similarity))
+            if len(out) >= k:
+                break
+        return out
+
+
+def open_service(settings: Settings | None = None, *, read_only: bool = True) -> SynestheteService:
+    return SynestheteService(settings or Settings.from_env(), read_only=read_only)
+
+
+__all__ = ["SynestheteService", "Recommendation", "Identification", "ScoredTrack", "open_service", "Path"]

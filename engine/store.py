@@ -1,0 +1,262 @@
+"""Vectors in Milvus: one collection of track vectors, one of segment vectors.
+
+The same code talks to milvus-lite (a local file, the default) and to a Milvus
+server or cluster (a URI + token): pymilvus' ``MilvusClient`` hides the difference.
+
+- ``<prefix>_tracks``: one L2-normalised vector per track (similarity).
+- ``<prefix>_segments``: one vector per few-second segment (identification votes).
+
+Both use the COSINE metric.  Each collection records the model that made its
+vectors in its properties; opening it with another model raises
+:class:`IndexModelMismatchError` ("rebuild the index") instead of returning
+nonsense neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import EmptyIndexError, IndexModelMismatchError, StoreError, StoreLockedError
+
+log = logging.getLogger(__name__)
+
+MODEL_PROPERTY = "synesthete.model_id"
+META_PROPERTY = "synesthete.meta"
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    track_key: int
+    similarity: float
+
+
+@dataclass(frozen=True)
+class SegmentHit:
+    track_key: int
+    t: float
+    similarity: float
+
+
+def _is_local(uri: str) -> bool:
+    return not uri.startswith(("http://", "https://", "tcp://", "unix:", "grpc://"))
+
+
+class VectorStore:
+    """Track and segment vectors for one model, in one Milvus database."""
+
+    def __init__(
+        self,
+        uri: str,
+        model_id: str,
+        dim: int,
+        *,
+        token: str = "",
+        prefix: str = "synesthete",
+        index_type: str = "auto",
+        timeout_s: float = 30.0,
+    ) -> None:
+        from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
+
+        self.uri = uri
+        self.model_id = model_id
+        self.dim = dim
+        self.tracks_name = f"{prefix}_tracks"
+        self.segments_name = f"{prefix}_segments"
+        self.index_type = index_type
+        self.timeout_s = timeout_s
+        self._lock = threading.RLock()
+        self.is_lite = _is_local(uri)
+        if self.is_lite:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._client = MilvusClient(uri=uri, token=token, timeout=timeout_s)
+        except MilvusException as exc:
+            if self.is_lite:
+                raise StoreLockedError(
+                    f"cannot open milvus-lite database {uri}: {exc}. milvus-lite allows one process at "
+                    "a time; stop the other process (bot, index build) or use a Milvus server URI"
+                ) from exc
+            raise StoreError(f"cannot reach Milvus at {uri}: {exc}") from exc
+        except Exception as exc:  # grpc errors, connection refused, ...
+            raise StoreError(f"cannot reach Milvus at {uri}: {exc}") from exc
+
+    # ---- collections ----------------------------------------------------------
+
+    def _choose_index(self, n_rows_hint: int) -> dict:
+        kind = self.index_type.upper()
+        if kind == "AUTO":
+            # lite: every call costs ~150 ms whatever the index, and FLAT is exact;
+            # a server: HNSW gives ms latency with recall >= 0.95 (see docs/performance.md)
+            kind = "FLAT" if self.is_lite else "HNSW"
+        if kind == "HNSW":
+            return {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200}}
+        if kind == "IVF_FLAT":
+            return {"index_type": "IVF_FLAT", "params": {"nlist": max(16, int(np.sqrt(max(n_rows_hint, 1)) * 4))}}
+        return {"index_type": kind, "params": {}}
+
+    def _create(self, name: str, segment: bool) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=segment, enable_dynamic_field=False)
+        if segment:
+            schema.add_field("seg_id", DataType.INT64, is_primary=True)
+            schema.add_field("track_key", DataType.INT64)
+            schema.add_field("t", DataType.FLOAT)
+        else:
+            schema.add_field("track_key", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        params = self._client.prepare_index_params()
+        idx = self._choose_index(0)
+        params.add_index("vector", index_type=idx["index_type"], metric_type="COSINE", params=idx["params"])
+        self._client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
+        meta = {"model_id": self.model_id, "dim": self.dim,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self._client.alter_collection_properties(
+            name, properties={MODEL_PROPERTY: self.model_id, META_PROPERTY: json.dumps(meta)})
+        log.info("created collection %s (dim %d, %s, model %s)", name, self.dim, idx["index_type"], self.model_id)
+
+    def collection_model(self, name: str) -> str | None:
+        if not self._client.has_collection(name):
+            return None
+        props = self._client.describe_collection(name).get("properties", {}) or {}
+        return props.get(MODEL_PROPERTY)
+
+    def ensure_collections(self, *, recreate_on_mismatch: bool = False) -> None:
+        """Create both collections if missing; check the model of existing ones."""
+        with self._lock:
+            for name, seg in ((self.tracks_name, False), (self.segments_name, True)):
+                have = self._client.has_collection(name)
+                if have:
+                    found = self.collection_model(name)
+                    if found != self.model_id:
+                        if not recreate_on_mismatch:
+                            raise IndexModelMismatchError(
+                                f"collection {name} was built with model {found!r}, not {self.model_id!r}; "
+                                "rebuild the index (synesthete-index build --rebuild)")
+                        log.warning("dropping %s (model %s != %s)", name, found, self.model_id)
+                        self._client.drop_collection(name)
+                        have = False
+                if not have:
+                    self._create(name, seg)
+                self._client.load_collection(name)
+
+    def check_ready(self) -> None:
+        """For query processes: the collections exist, match the model, and are loaded."""
+        with self._lock:
+            for name in (self.tracks_name, self.segments_name):
+                if not self._client.has_collection(name):
+                    raise EmptyIndexError(f"collection {name} does not exist in {self.uri}; build the index first")
+                found = self.collection_model(name)
+                if found != self.model_id:
+                    raise IndexModelMismatchError(
+                        f"collection {name} was built with model {found!r} but this process uses "
+                        f"{self.model_id!r}; rebuild the index")
+                self._client.load_collection(name)
+
+    # ---- writing --------------------------------------------------------------
+
+    def upsert_track(self, track_key: int, track_vector: np.ndarray, segment_vectors: np.ndarray,
+                     segment_times: np.ndarray) -> None:
+        """Replace a track's vectors.  Old segments are deleted first, so a rerun never duplicates."""
+        self.upsert_tracks([(track_key, track_vector, segment_vectors, segment_times)])
+
+    def upsert_tracks(self, items: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        if not items:
+            return
+        with self._lock:
+            keys = [int(k) for k, *_ in items]
+            self._client.delete(self.segments_name, filter=f"track_key in {keys}")
+            seg_rows = [
+                {"track_key": int(k), "t": float(t), "vector": v.astype(np.float32).tolist()}
+                for k, _, segs, times in items for v, t in zip(segs, times)
+            ]
+            for i in range(0, len(seg_rows), 2000):
+                self._client.insert(self.segments_name, seg_rows[i : i + 2000])
+            self._client.upsert(
+                self.tracks_name,
+                [{"track_key": int(k), "vector": tv.astype(np.float32).tolist()} for k, tv, _, _ in items],
+            )
+
+    def delete_tracks(self, keys: Sequence[int]) -> None:
+        keys = [int(k) for k in keys]
+        if not keys:
+            return
+        with self._lock:
+            self._client.delete(self.segments_name, filter=f"track_key in {keys}")
+            self._client.delete(self.tracks_name, ids=keys)
+
+    def flush(self) -> None:
+        with self._lock:
+            for name in (self.tracks_name, self.segments_name):
+                self._client.flush(name)
+
+    # ---- reading --------------------------------------------------------------
+
+    def count_tracks(self) -> int:
+        with self._lock:
+            res = self._client.query(self.tracks_name, filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"]) if res else 0
+
+    def count_segments(self) -> int:
+        with self._lock:
+            res = self._client.query(self.segments_name, filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"]) if res else 0
+
+    def track_vectors(self, keys: Sequence[int]) -> dict[int, np.ndarray]:
+        keys = [int(k) for k in keys]
+        if not keys:
+            return {}
+        with self._lock:
+            rows = self._client.get(self.tracks_name, ids=keys, output_fields=["vector"])
+        return {int(r["track_key"]): np.asarray(r["vector"], dtype=np.float32) for r in rows}
+
+    def all_track_keys(self) -> list[int]:
+        out: list[int] = []
+        with self._lock:
+            it = self._client.query_iterator(self.tracks_name, batch_size=10000, filter="", output_fields=["track_key"])
+            while True:
+                batch = it.next()
+                if not batch:
+                    it.close()
+                    break
+                out.extend(int(r["track_key"]) for r in batch)
+        return out
+
+    def search_tracks(self, vectors: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[list[Neighbour]]:
+        """Top-k tracks by cosine for each query vector, in ONE call (lite pays per call)."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        flt = f"track_key not in {[int(e) for e in exclude]}" if exclude else ""
+        with self._lock:
+            res = self._client.search(
+                self.tracks_name, data=vectors.tolist(), limit=k, filter=flt,
+                output_fields=["track_key"], search_params={"metric_type": "COSINE", "params": {"ef": max(64, k * 2)}},
+            )
+        return [[Neighbour(int(h["track_key"]), float(h["distance"])) for h in hits] for hits in res]
+
+    def search_segments(self, vectors: np.ndarray, k: int) -> list[list[SegmentHit]]:
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        with self._lock:
+            res = self._client.search(
+                self.segments_name, data=vectors.tolist(), limit=k, output_fields=["track_key", "t"],
+                search_params={"metric_type": "COSINE", "params": {"ef": max(64, k * 2)}},
+            )
+        return [
+            [SegmentHit(int(h["entity"]["track_key"]), float(h["entity"]["t"]), float(h["distance"])) for h in hits]
+            for hits in res
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001 - closing twice or a dead server is fine
+                pass

@@ -1,0 +1,195 @@
+"""Decoding through the real ffmpeg: every container people send, every bad-input class."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import audio
+from engine.audio import DecodeLimits, decode
+from engine.errors import (
+    CorruptAudioError,
+    DecodeTimeoutError,
+    EmptyAudioError,
+    NotAudioError,
+    TooLargeAudioError,
+    TooShortAudioError,
+)
+from tests import audiogen
+
+FORMATS = {
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "128k"],
+    "ogg": ["-c:a", "libopus", "-b:a", "24k"],  # a Discord voice message
+    "m4a": ["-c:a", "aac"],
+    "wav": [],
+    "flac": [],
+    "webm": ["-c:a", "libopus"],
+    "mp4": ["-c:a", "aac"],
+}
+
+
+@pytest.fixture(scope="module")
+def music() -> np.ndarray:
+    return audiogen.synthetic_track(3, 12.0)
+
+
+@pytest.mark.parametrize("ext", sorted(FORMATS))
+def test_decodes_every_container_to_mono_float32(tmp_path: Path, music: np.ndarray, ext: str) -> None:
+    path = audiogen.encode(music, tmp_path / f"clip.{ext}", codec_args=FORMATS[ext])
+    for source in (path, path.read_bytes()):
+        out = decode(source, 16000)
+        assert out.samples.dtype == np.float32 and out.samples.ndim == 1
+        assert out.sample_rate == 16000
+        assert abs(out.duration_s - 12.0) < 0.15
+        assert not out.truncated
+        # loudness-normalised: active RMS near the target
+        rms_db = 20 * np.log10(np.sqrt(np.mean(out.samples**2)))
+        assert -24 < rms_db < -16
+
+
+def test_extension_is_not_trusted(tmp_path: Path, music: np.ndarray) -> None:
+    ogg = audiogen.encode(music, tmp_path / "voice.ogg", codec_args=FORMATS["ogg"])
+    disguised = tmp_path / "voice.mp3"
+    shutil.copy(ogg, disguised)
+    assert "opus" in decode(disguised, 16000).source_format
+    text = tmp_path / "notes.mp3"
+    text.write_text("these are not the droids you are looking for\n" * 20)
+    with pytest.raises(NotAudioError):
+        decode(text, 16000)
+
+
+def test_stereo_and_other_rates_are_downmixed(tmp_path: Path) -> None:
+    left = audiogen.tone(440, 5.0, 48000)
+    right = audiogen.tone(660, 5.0, 48000)
+    inter = np.stack([left, right], axis=1).reshape(-1)
+    path = tmp_path / "stereo.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", "48000", "-ac", "2", "-i", "pipe:", str(path)],
+                   input=inter.astype("<f4").tobytes(), check=True)
+    out = decode(path, 16000)
+    spectrum = np.abs(np.fft.rfft(out.samples))
+    freqs = np.fft.rfftfreq(len(out.samples), 1 / 16000)
+    peaks = sorted(freqs[np.argsort(spectrum)[-2:]])
+    assert abs(peaks[0] - 440) < 2 and abs(peaks[1] - 660) < 2
+
+
+def test_empty(tmp_path: Path) -> None:
+    with pytest.raises(EmptyAudioError):
+        decode(b"", 16000)
+    p = tmp_path / "zero.ogg"
+    p.write_bytes(b"")
+    with pytest.raises(EmptyAudioError):
+        decode(p, 16000)
+
+
+@pytest.mark.parametrize("payload,what", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(200), "PNG"),
+    (b"%PDF-1.7\n" + b"x" * 300, "PDF"),
+    (b"<html><body>hi</body></html>" * 10, "text"),
+    (b'{"json": true}' * 20, "text"),
+    (b"PK\x03\x04" + bytes(300), "ZIP"),
+])
+def test_not_audio_by_content(payload: bytes, what: str) -> None:
+    with pytest.raises(NotAudioError) as info:
+        decode(payload, 16000)
+    assert info.value.user_message.startswith("That file doesn't look like audio")
+
+
+def test_random_bytes_are_not_audio() -> None:
+    noise = np.random.default_rng(1).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
+    with pytest.raises((NotAudioError, CorruptAudioError)):
+        decode(noise, 16000)
+
+
+def test_video_without_audio_is_not_audio(tmp_path: Path) -> None:
+    path = tmp_path / "video.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=3:size=64x64:rate=5",
+                    "-c:v", "mpeg4", str(path)], check=True)
+    with pytest.raises(NotAudioError):
+        decode(path, 16000)
+
+
+def test_truncated_m4a_is_corrupt(tmp_path: Path, music: np.ndarray) -> None:
+    path = audiogen.encode(music, tmp_path / "clip.m4a", codec_args=FORMATS["m4a"])
+    data = path.read_bytes()
+    with pytest.raises(CorruptAudioError) as info:
+        decode(data[: len(data) // 3], 16000)
+    assert "damaged" in info.value.user_message
+
+
+def test_truncated_mp3_keeps_what_decodes(tmp_path: Path, music: np.ndarray) -> None:
+    data = audiogen.encode(music, tmp_path / "clip.mp3").read_bytes()
+    out = decode(data[: len(data) // 2], 16000)
+    assert 4.0 < out.duration_s < 8.0
+
+
+def test_silent_and_too_short(tmp_path: Path) -> None:
+    silent = audiogen.encode(np.zeros(44100 * 8, np.float32), tmp_path / "silent.wav")
+    with pytest.raises(TooShortAudioError):
+        decode(silent, 16000)
+    short = audiogen.encode(audiogen.tone(440, 1.0), tmp_path / "short.ogg", codec_args=FORMATS["ogg"])
+    with pytest.raises(TooShortAudioError):
+        decode(short, 16000)
+    # 1 s of sound inside 10 s of silence is still too little signal
+    x = np.zeros(44100 * 10, np.float32)
+    x[44100:88200] = audiogen.tone(440, 1.0)
+    with pytest.raises(TooShortAudioError):
+        decode(audiogen.encode(x, tmp_path / "blip.wav"), 16000)
+
+
+def test_quiet_recording_is_normalised_not_refused(tmp_path: Path, music: np.ndarray) -> None:
+    quiet = audiogen.encode(music * 0.003, tmp_path / "quiet.wav")
+    out = decode(quiet, 16000)
+    assert 20 * np.log10(np.sqrt(np.mean(out.samples**2))) > -24
+
+
+def test_too_large(tmp_path: Path, music: np.ndarray) -> None:
+    path = audiogen.encode(music, tmp_path / "clip.wav")
+    limits = DecodeLimits(max_bytes=10_000)
+    with pytest.raises(TooLargeAudioError):
+        decode(path, 16000, limits)
+    with pytest.raises(TooLargeAudioError):
+        decode(path.read_bytes(), 16000, limits)
+
+
+def test_too_long_is_cut_at_max_seconds(tmp_path: Path) -> None:
+    long = audiogen.encode(audiogen.synthetic_track(5, 40.0, sr=16000), tmp_path / "long.ogg", sr=16000,
+                           codec_args=FORMATS["ogg"])
+    out = decode(long, 16000, DecodeLimits(max_seconds=15.0))
+    assert abs(out.duration_s - 15.0) < 0.1
+    assert out.truncated
+
+
+def test_timeout_kills_ffmpeg(tmp_path: Path, music: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decode that hangs is killed at the deadline (simulated with a slow ffmpeg wrapper)."""
+    path = audiogen.encode(music, tmp_path / "clip.wav")
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    pidfile = tmp_path / "pid"
+    wrapper = fake_bin / "ffmpeg"
+    wrapper.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 30\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:" + __import__("os").environ["PATH"])
+    started = time.perf_counter()
+    with pytest.raises(DecodeTimeoutError):
+        decode(path, 16000, DecodeLimits(timeout_s=1.0))
+    assert time.perf_counter() - started < 5
+    pid = int(pidfile.read_text())
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_every_error_has_one_friendly_sentence() -> None:
+    for cls in (NotAudioError, CorruptAudioError, EmptyAudioError, TooShortAudioError, TooLargeAudioError,
+                DecodeTimeoutError):
+        msg = cls("detail").user_message
+        assert msg.endswith(".") and msg.count(". ") == 0 and "detail" not in msg
+
+
+def test_resample_roundtrip() -> None:
+    x = audiogen.tone(440, 2.0, 16000)
+    y = audio.resample(x, 16000, 8000)
+    assert len(y) == 16000

@@ -1,0 +1,117 @@
+"""Milvus round trips on the real milvus-lite: create, upsert, search, reopen, lock, model check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.embed import l2n
+from engine.errors import EmptyIndexError, IndexModelMismatchError, StoreError, StoreLockedError
+from engine.store import VectorStore
+
+DIM = 16
+
+
+def vectors(n: int, seed: int) -> np.ndarray:
+    return l2n(np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32))
+
+
+@pytest.fixture()
+def uri(tmp_path: Path) -> str:
+    return str(tmp_path / "milvus.db")
+
+
+def fill(store: VectorStore, n_tracks: int = 20) -> dict[int, np.ndarray]:
+    tv = vectors(n_tracks, 1)
+    items = []
+    for i in range(n_tracks):
+        segs = l2n(tv[i] + 0.05 * vectors(4, 100 + i))
+        items.append((1000 + i, tv[i], segs, np.arange(4, dtype=np.float32) * 3))
+    store.upsert_tracks(items)
+    store.flush()
+    return {1000 + i: tv[i] for i in range(n_tracks)}
+
+
+def test_roundtrip_search_and_exclude(uri: str) -> None:
+    store = VectorStore(uri, "model-a", DIM)
+    store.ensure_collections()
+    tv = fill(store)
+    assert store.count_tracks() == 20 and store.count_segments() == 80
+    res = store.search_tracks(np.stack([tv[1003], tv[1007]]), k=3)
+    assert [r[0].track_key for r in res] == [1003, 1007]
+    assert res[0][0].similarity == pytest.approx(1.0, abs=1e-4)
+    res = store.search_tracks(tv[1003], k=3, exclude=[1003])
+    assert 1003 not in [h.track_key for h in res[0]]
+    seg = store.search_segments(tv[1005], k=4)[0]
+    assert {h.track_key for h in seg} == {1005}
+    np.testing.assert_allclose(store.track_vectors([1004])[1004], tv[1004], atol=1e-6)
+    store.close()
+
+
+def test_upsert_replaces_segments_and_delete(uri: str) -> None:
+    store = VectorStore(uri, "model-a", DIM)
+    store.ensure_collections()
+    tv = fill(store)
+    fill(store)  # the same tracks again: nothing duplicated
+    assert store.count_tracks() == 20 and store.count_segments() == 80
+    store.delete_tracks([1000, 1001])
+    store.flush()
+    assert store.count_tracks() == 18 and store.count_segments() == 72
+    assert 1000 not in [h.track_key for h in store.search_tracks(tv[1000], k=5)[0]]
+    store.close()
+
+
+def test_reopen_keeps_data_and_checks_model(uri: str) -> None:
+    store = VectorStore(uri, "model-a", DIM)
+    store.ensure_collections()
+    fill(store)
+    store.close()
+    again = VectorStore(uri, "model-a", DIM)
+    again.check_ready()
+    assert again.count_tracks() == 20
+    again.close()
+    other = VectorStore(uri, "model-b", DIM)
+    with pytest.raises(IndexModelMismatchError) as info:
+        other.check_ready()
+    assert "rebuilt" in info.value.user_message
+    other.ensure_collections(recreate_on_mismatch=True)
+    assert other.count_tracks() == 0
+    other.close()
+
+
+def test_empty_database_is_reported(uri: str) -> None:
+    store = VectorStore(uri, "model-a", DIM)
+    with pytest.raises(EmptyIndexError):
+        store.check_ready()
+    store.close()
+
+
+def test_lock_held_by_another_process(uri: str) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from pymilvus import MilvusClient
+            c = MilvusClient({uri!r})
+            print("ready", flush=True)
+            time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError) as info:
+            VectorStore(uri, "model-a", DIM)
+        assert "another process" in info.value.user_message
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_unreachable_server() -> None:
+    with pytest.raises(StoreError):
+        VectorStore("http://127.0.0.1:9", "model-a", DIM, timeout_s=2)
