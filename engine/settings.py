@@ -71,7 +71,58 @@ class Settings:
     query_timeout_s: float = 60.0
 
     # --- bot -------------------------------------------------------------------
-    discord_token: str = ""
+    #: Never printed: excluded from repr so a logged Settings cannot leak it.
+    discord_token: str = field(default="", repr=False)
+    #: Where the bot listens for audio: all | allowlist | mention (DMs always).
+    bot_watch_mode: str = "mention"
+    #: Comma-separated channel ids watched in allowlist mode (threads follow their parent).
+    bot_allowed_channel_ids: str = ""
+    #: Audio attachments answered per message (the rest are ignored, with a note).
+    bot_max_attachments: int = 3
+    #: Largest attachment downloaded, bytes (Discord free uploads: 10 MiB); at most 100 MiB.
+    bot_max_attachment_bytes: int = 10 * 1024 * 1024
+    #: Download timeout per attachment (s).
+    bot_download_timeout_s: float = 30.0
+    #: Per-user cooldown: at most ``rate`` queries per ``per_s`` seconds.
+    bot_user_cooldown_rate: int = 3
+    bot_user_cooldown_per_s: float = 30.0
+    #: Queries running at once for one guild.
+    bot_guild_concurrency: int = 2
+    #: Health / Prometheus endpoint; port -1 disables it, 0 picks a free port.
+    bot_metrics_host: str = "127.0.0.1"
+    bot_metrics_port: int = 9108
+    #: Feedback (thumbs up/down) SQLite file; empty = ``<data_dir>/feedback.sqlite``.
+    bot_feedback_db: Path | None = None
+    #: Guild to sync slash commands to instantly during development (0 = global sync).
+    bot_dev_guild_id: int = 0
+    #: Command sync at start: auto (guild if dev guild set, global only when changed) | always | never.
+    bot_sync_commands: str = "auto"
+
+    # --- web ---------------------------------------------------------------------
+    #: Where ``synesthete-web`` listens (localhost by default; put a TLS proxy in front for the internet).
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    #: Largest HTTP request body, bytes; 0 = SYNESTHETE_MAX_UPLOAD_BYTES + 64 KiB (multipart headers).
+    web_max_request_bytes: int = 0
+    #: Per-client-IP token bucket for audio (/api/recommend, /api/listen): refill per minute, burst.
+    web_rate_per_minute: float = 12.0
+    web_rate_burst: int = 6
+    #: Per-client-IP token bucket for the cheap calls (/api/search autocomplete, /api/similar).
+    web_search_rate_per_minute: float = 240.0
+    web_search_rate_burst: int = 40
+    #: Take the client IP from X-Forwarded-For (only behind a reverse proxy you run).
+    web_trust_forwarded: bool = False
+    #: Longest recording the page's Record / Listen live buttons make (s).
+    web_record_seconds: float = 15.0
+    #: Listen live: seconds between running guesses, and the identification confidence that stops early.
+    web_live_interval_s: float = 2.0
+    web_live_stop_confidence: float = 0.8
+    #: Listen live sessions open at once (each decodes its growing recording every interval).
+    web_live_max_sessions: int = 8
+
+    @property
+    def resolved_web_max_request_bytes(self) -> int:
+        return self.web_max_request_bytes or (self.max_upload_bytes + 64 * 1024)
 
     @property
     def milvus_lite_path(self) -> Path:
@@ -92,6 +143,14 @@ class Settings:
     @property
     def resolved_model_cache_dir(self) -> Path:
         return self.model_cache_dir or (self.data_dir / "models")
+
+    @property
+    def resolved_feedback_db_path(self) -> Path:
+        return self.bot_feedback_db or (self.data_dir / "feedback.sqlite")
+
+    @property
+    def bot_allowed_channels(self) -> frozenset[int]:
+        return frozenset(int(x) for x in self.bot_allowed_channel_ids.replace(";", ",").split(",") if x.strip())
 
     @property
     def resolved_head_path(self) -> Path:

@@ -1,0 +1,319 @@
+"""The bot: a ``commands.Bot`` that owns its command tree, the engine and the guard rails.
+
+Shape learned from discord.py's ``examples/app_commands/basic.py`` (a client
+subclass that syncs its tree in ``setup_hook``) and RoboDanny (one cog per
+feature, loaded as extensions; spam control in one place).  What lives here and
+not in a cog is what every flow shares: :meth:`SynestheteBot.serve` (request id,
+cooldown, per-guild cap, metrics, one friendly sentence on failure) and the
+engine calls that build an :class:`~bot.answers.Answer`.
+
+The engine is blocking; this module only ever calls its ``a*`` coroutines (and
+``about`` in a thread), so the event loop is never held by CPU work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from engine.errors import SynestheteError, TrackNotFoundError
+from engine.service import SynestheteService
+from engine.settings import Settings
+
+from .answers import AUDIO_PAGES, Answer
+from .download import MAX_ATTACHMENT_CEILING, check_size, download, effective_limit
+from .embeds import error_text
+from .errors import NothingMoreError
+from .feedback import FeedbackStore
+from .metrics import Metrics, MetricsServer
+from .utils.ratelimit import GuildSlots, UserCooldowns
+
+log = logging.getLogger(__name__)
+
+WATCH_MODES = ("all", "allowlist", "mention")
+SYNC_MODES = ("auto", "always", "never")
+EXTENSIONS = ("bot.cogs.listen", "bot.cogs.search", "bot.cogs.info")
+
+
+def check_bot_settings(settings: Settings) -> None:
+    """Refuse a bot configuration that cannot work, naming the setting (ValueError)."""
+    if settings.bot_watch_mode not in WATCH_MODES:
+        raise ValueError(f"SYNESTHETE_BOT_WATCH_MODE={settings.bot_watch_mode!r}: use one of {', '.join(WATCH_MODES)}")
+    if settings.bot_sync_commands not in SYNC_MODES:
+        raise ValueError(f"SYNESTHETE_BOT_SYNC_COMMANDS={settings.bot_sync_commands!r}: use one of {', '.join(SYNC_MODES)}")
+    if not 1 <= settings.bot_max_attachment_bytes <= MAX_ATTACHMENT_CEILING:
+        raise ValueError(f"SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES={settings.bot_max_attachment_bytes}: "
+                         f"must be between 1 and {MAX_ATTACHMENT_CEILING} (100 MiB)")
+    if settings.bot_max_attachments < 1:
+        raise ValueError("SYNESTHETE_BOT_MAX_ATTACHMENTS must be at least 1")
+    try:
+        allowed = settings.bot_allowed_channels
+    except ValueError as exc:
+        raise ValueError(f"SYNESTHETE_BOT_ALLOWED_CHANNEL_IDS={settings.bot_allowed_channel_ids!r}: "
+                         "comma-separated channel ids expected") from exc
+    if settings.bot_watch_mode == "allowlist" and not allowed:
+        log.warning("watch mode is allowlist but SYNESTHETE_BOT_ALLOWED_CHANNEL_IDS is empty: "
+                    "only DMs and mentions will be answered")
+
+
+def make_intents(settings: Settings) -> discord.Intents:
+    """The minimum: guilds + messages; the privileged message content only when watching channels."""
+    intents = discord.Intents.none()
+    intents.guilds = True  # channel/guild cache, needed for slash commands in guilds
+    intents.guild_messages = True  # message events in servers (attachments need content, below)
+    intents.dm_messages = True  # DMs always carry content and attachments
+    # Mentions and DMs come with content without the privileged intent; any other message needs it.
+    intents.message_content = settings.bot_watch_mode in ("all", "allowlist")
+    return intents
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(4)
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    value: Any = None
+    error: SynestheteError | None = None
+    request_id: str = ""
+
+
+class Tree(app_commands.CommandTree):
+    """Last line of defence for slash commands: whatever escaped a cog is one sentence + a log line."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        rid = new_request_id()
+        cmd = interaction.command.name if interaction.command else "?"
+        log.error("request %s: command %s failed outside the request path", rid, cmd, exc_info=error)
+        text = error_text(SynestheteError.user_message, rid)
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("request %s: could not send the error sentence", rid)
+
+
+class SynestheteBot(commands.Bot):
+    def __init__(self, settings: Settings, service: SynestheteService, *, intents: discord.Intents | None = None,
+                 **kw: Any) -> None:
+        check_bot_settings(settings)
+        super().__init__(
+            command_prefix=commands.when_mentioned, intents=intents or make_intents(settings), help_command=None,
+            tree_cls=Tree,
+            allowed_mentions=discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=False),
+            **kw,
+        )
+        self.settings = settings
+        self.service = service
+        self.metrics = Metrics()
+        self.cooldowns = UserCooldowns(settings.bot_user_cooldown_rate, settings.bot_user_cooldown_per_s)
+        self.guild_slots = GuildSlots(settings.bot_guild_concurrency, self.metrics.typical_latency)
+        self.attachment_limit = effective_limit(settings.bot_max_attachment_bytes, settings.max_upload_bytes)
+        self.http_session: aiohttp.ClientSession | None = None
+        self.feedback: FeedbackStore | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.answers_given = 0
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    async def setup_hook(self) -> None:
+        self.http_session = aiohttp.ClientSession(headers={"User-Agent": "Synesthete-bot (+discord.py)"})
+        self.feedback = await asyncio.to_thread(FeedbackStore, self.settings.resolved_feedback_db_path)
+        for ext in EXTENSIONS:
+            await self.load_extension(ext)
+        if self.settings.bot_metrics_port >= 0:
+            self.metrics_server = MetricsServer(self.metrics, self.settings.bot_metrics_host,
+                                                self.settings.bot_metrics_port, self.health)
+            try:
+                await self.metrics_server.start()
+            except OSError as exc:  # a busy port must not keep the bot offline
+                log.error("metrics endpoint not started on %s:%s: %s", self.settings.bot_metrics_host,
+                          self.settings.bot_metrics_port, exc)
+                self.metrics_server = None
+        await self.sync_commands()
+
+    async def close(self) -> None:
+        try:
+            if self.metrics_server is not None:
+                await self.metrics_server.stop()
+            if self.http_session is not None:
+                await self.http_session.close()
+            if self.feedback is not None:
+                self.feedback.close()
+        finally:
+            await super().close()
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (id %s) in %d server(s); watch mode %s", self.user,
+                 getattr(self.user, "id", "?"), len(self.guilds), self.settings.bot_watch_mode)
+
+    def health(self) -> dict:
+        ready = self.is_ready() if self.ws is not None else False
+        return {"ok": bool(ready and not self.is_closed()), "discord_ready": bool(ready),
+                "in_flight": self.metrics.in_flight, "model_id": self.service.model_id}
+
+    def command_signature(self) -> str:
+        payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands()), key=lambda d: (d.get("type", 1),
+                                                                                                   d["name"]))
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    async def sync_commands(self) -> str:
+        """Guild sync (instant) for development, global sync (up to an hour to show) for production.
+
+        Global sync is rate-limited by Discord, so in ``auto`` mode it happens only
+        when the commands changed since the last sync (a hash in the data dir).
+        """
+        mode = self.settings.bot_sync_commands
+        if mode == "never":
+            return "skipped"
+        if self.settings.bot_dev_guild_id:
+            guild = discord.Object(id=self.settings.bot_dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to development guild %s", len(synced), self.settings.bot_dev_guild_id)
+            return "guild"
+        marker = self.settings.data_dir / "bot_commands.sha256"
+        sig = self.command_signature()
+        if mode == "auto" and marker.is_file() and marker.read_text().strip() == sig:
+            log.info("slash commands unchanged since the last global sync; not syncing")
+            return "unchanged"
+        synced = await self.tree.sync()
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(sig)
+        log.info("synced %d commands globally (they can take up to an hour to appear)", len(synced))
+        return "global"
+
+    # ---- the one request path ---------------------------------------------------
+
+    async def serve(self, flow: str, *, user_id: int | None, guild_id: int | None,
+                    work: Callable[[str], Awaitable[Any]], on_error: Callable[[str], Awaitable[Any]],
+                    cooldown: bool = True, quiet_ok: bool = False) -> Outcome:
+        """Run one request: guild cap, user cooldown, metrics, and one friendly sentence on failure.
+
+        ``work(request_id)`` does the job and sends the answer; ``on_error(text)`` sends the
+        sentence.  ``quiet_ok``: a repeated cooldown refusal is not answered (messages only:
+        an interaction must always get its follow-up).  Never raises (except cancellation).
+        """
+        rid = new_request_id()
+        t0 = time.perf_counter()
+        acquired = False
+        try:
+            self.guild_slots.acquire(guild_id)
+            acquired = True
+            if cooldown and user_id is not None:
+                self.cooldowns.hit(user_id)
+            self.metrics.in_flight += 1
+            try:
+                value = await work(rid)
+            finally:
+                self.metrics.in_flight -= 1
+            self.metrics.observe(flow, "ok", time.perf_counter() - t0)
+            log.info("request %s flow=%s user=%s guild=%s ok in %.2fs", rid, flow, user_id, guild_id,
+                     time.perf_counter() - t0)
+            return Outcome(True, value, None, rid)
+        except SynestheteError as exc:
+            err = exc
+            level = logging.INFO if err.kind in ("cooldown", "guild_busy", "no_more") else logging.WARNING
+            log.log(level, "request %s flow=%s user=%s guild=%s failed [%s]: %s", rid, flow, user_id, guild_id,
+                    err.kind, err, exc_info=err.kind == "internal")
+        except Exception as exc:
+            err = SynestheteError(f"{type(exc).__name__}: {exc}")
+            log.exception("request %s flow=%s user=%s guild=%s failed unexpectedly", rid, flow, user_id, guild_id)
+        finally:
+            if acquired:
+                self.guild_slots.release(guild_id)
+        self.metrics.observe(flow, "error", time.perf_counter() - t0, err.kind)
+        if quiet_ok and getattr(err, "quiet", False):
+            return Outcome(False, None, err, rid)
+        try:
+            await on_error(error_text(err.user_message, rid))
+        except Exception:
+            log.warning("request %s: could not tell the user about the failure", rid, exc_info=True)
+        return Outcome(False, None, err, rid)
+
+    # ---- engine calls that make answers -------------------------------------------
+
+    async def fetch_attachment(self, att: discord.Attachment) -> bytes:
+        check_size(att, self.attachment_limit)
+        assert self.http_session is not None, "setup_hook has not run"
+        return await download(self.http_session, att.url, max_bytes=self.attachment_limit,
+                              timeout_s=self.settings.bot_download_timeout_s)
+
+    async def answer_audio(self, att: discord.Attachment, rid: str, flow: str, **who: int | None) -> Answer:
+        t0 = time.perf_counter()
+        data = await self.fetch_attachment(att)
+        rec = await self.service.arecommend(data, self.settings.top_k * AUDIO_PAGES)
+        query = (f"voice message ({att.duration:.0f} s)" if att.is_voice_message() and att.duration
+                 else f"file {att.filename}")
+        answer = Answer.from_recommendation(rec, answer_id=rid, flow=flow, query=query,
+                                            page_size=self.settings.top_k, seconds=time.perf_counter() - t0, **who)
+        await self.record(answer)
+        return answer
+
+    async def answer_similar(self, track_id: str, rid: str, flow: str, query: str, **who: int | None) -> Answer:
+        t0 = time.perf_counter()
+        rec = await self.service.asimilar_to(track_id, self.settings.top_k)
+        answer = Answer.from_recommendation(rec, answer_id=rid, flow=flow, query=query,
+                                            page_size=self.settings.top_k, seconds=time.perf_counter() - t0, **who)
+        await self.record(answer)
+        return answer
+
+    async def resolve_track(self, value: str) -> str:
+        """An autocomplete value (``id:<track_id>``) or free text -> a catalogue track id."""
+        value = value.strip()
+        if value.startswith("id:"):
+            return value[3:]
+        hits = await self.service.asearch_tracks(value, 1) if value else []
+        if not hits:
+            shown = value if len(value) <= 80 else value[:79] + "…"
+            raise TrackNotFoundError(f"no catalogue match for {value!r}", user_message=(
+                f"I couldn't find “{discord.utils.escape_markdown(shown)}” in the catalogue; "
+                "pick one of the suggestions as you type."))
+        return hits[0].track.track_id
+
+    async def next_page(self, prev: Answer, rid: str, **who: int | None) -> Answer:
+        k = self.settings.top_k
+        t0 = time.perf_counter()
+        offset = prev.offset + len(prev.results)
+        if prev.pool:
+            results, pool = prev.pool[:k], prev.pool[k:]
+        elif prev.seed is not None:
+            rec = await self.service.asimilar_to(prev.seed.track_id, k, offset)
+            results, pool = rec.results, []
+        else:
+            results, pool = [], []
+        if not results:
+            raise NothingMoreError("no further results")
+        answer = Answer(rid, "more", prev.query, prev.model_id, prev.identified, prev.seed, results, offset, pool,
+                        time.perf_counter() - t0, **who)
+        await self.record(answer)
+        return answer
+
+    async def record(self, answer: Answer) -> None:
+        self.answers_given += 1
+        if self.feedback is None:
+            return
+        try:
+            await asyncio.to_thread(self.feedback.record_answer, **answer.record())
+        except Exception:
+            log.warning("could not store answer %s for feedback", answer.answer_id, exc_info=True)
+
+    async def vote(self, answer_id: str, user_id: int, vote: int) -> None:
+        self.metrics.feedback["up" if vote > 0 else "down"] += 1
+        if self.feedback is not None:
+            await asyncio.to_thread(self.feedback.vote, answer_id, user_id, vote)

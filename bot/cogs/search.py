@@ -1,0 +1,82 @@
+"""``/similar track:<name>`` with autocomplete over the whole catalogue.
+
+Autocomplete must answer within Discord's 3 s; the engine's name search is an
+FTS5 trigram query of a few ms (on a thread, never on the loop), and we give it
+at most ``AUTOCOMPLETE_BUDGET_S`` before answering with nothing rather than late.
+A choice's value is ``id:<track_id>``, so the command gets the exact track;
+free text (no choice picked) is searched and the best hit is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from engine.errors import SynestheteError
+
+from ..embeds import answer_embed, clip
+from ..views import ResultView, who
+
+if TYPE_CHECKING:
+    from ..client import SynestheteBot
+
+log = logging.getLogger(__name__)
+
+AUTOCOMPLETE_BUDGET_S = 2.0
+
+
+class Search(commands.Cog):
+    def __init__(self, bot: SynestheteBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="similar")
+    @app_commands.describe(track="Start typing a title or an artist, then pick a track")
+    async def similar(self, interaction: discord.Interaction, track: str) -> None:
+        """Five songs that sound like a track from the catalogue."""
+        await interaction.response.defer(thinking=True)
+
+        async def work(rid: str) -> None:
+            track_id = await self.bot.resolve_track(track)
+            answer = await self.bot.answer_similar(track_id, rid, "similar", f"/similar {clip(track, 80)}",
+                                                   **who(interaction))
+            view = ResultView(self.bot, answer)
+            view.message = await interaction.followup.send(embed=answer_embed(answer), view=view, wait=True)
+
+        await self.bot.serve("similar", user_id=interaction.user.id, guild_id=interaction.guild_id, work=work,
+                             on_error=lambda text: interaction.followup.send(text))
+
+    @similar.autocomplete("track")
+    async def track_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        current = current.strip()
+        if len(current) < 2:
+            return []
+        t0 = time.perf_counter()
+        try:
+            hits = await asyncio.wait_for(self.bot.service.asearch_tracks(current[:100], 25), AUTOCOMPLETE_BUDGET_S)
+        except (TimeoutError, SynestheteError) as exc:
+            log.warning("autocomplete for %r gave up: %s", current[:100], exc or type(exc).__name__)
+            self.bot.metrics.observe("autocomplete", "error", time.perf_counter() - t0,
+                                     getattr(exc, "kind", "autocomplete_timeout"))
+            return []
+        choices: list[app_commands.Choice[str]] = []
+        seen: set[str] = set()
+        for h in hits:
+            value = "id:" + h.track.track_id
+            if value in seen or len(value) > 100:
+                continue
+            seen.add(value)
+            genre = ", ".join(h.track.genres[:1])
+            choices.append(app_commands.Choice(name=clip(h.track.title + (f" · {genre}" if genre else ""), 100),
+                                               value=value))
+        self.bot.metrics.observe("autocomplete", "ok", time.perf_counter() - t0)
+        return choices[:25]
+
+
+async def setup(bot: SynestheteBot) -> None:
+    await bot.add_cog(Search(bot))

@@ -1,0 +1,129 @@
+"""``synesthete-bot``: load settings, open the engine, run the bot.
+
+    synesthete-bot                       run the bot (DISCORD_TOKEN in the environment or .env)
+    synesthete-bot export-feedback FILE  write the 👍/👎 feedback as CSV or JSON (by extension)
+
+Exit codes: 0 clean stop, 1 the engine or Discord refused, 2 configuration missing or wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from engine.errors import SynestheteError
+from engine.settings import Settings
+
+from .utils import redact
+
+log = logging.getLogger("bot")
+
+NO_TOKEN_HELP = """\
+synesthete-bot: DISCORD_TOKEN is not set, so the bot cannot log in.
+
+What to do:
+  1. Create an application and a bot user at https://discord.com/developers/applications
+     (Bot -> Reset Token, copy it).
+  2. Put the token in .env next to where you run the bot:   DISCORD_TOKEN=...
+     (or export DISCORD_TOKEN in the environment). Never commit it.
+  3. Invite the bot with the URL in docs/bot.md, then run `synesthete-bot` again.
+
+Everything else (watch mode, limits, metrics port) is optional: see .env.example and docs/bot.md.
+"""
+
+
+def _setup_logging(settings: Settings, level: str) -> None:
+    import discord
+
+    discord.utils.setup_logging(level=getattr(logging, level.upper(), logging.INFO), root=True)
+    redact.install(settings.discord_token)
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from .feedback import FeedbackStore
+
+    path = settings.resolved_feedback_db_path
+    if not path.exists():
+        print(f"synesthete-bot: no feedback database at {path} yet (it is created when the bot first answers).",
+              file=sys.stderr)
+        return 1
+    store = FeedbackStore(path)
+    try:
+        n = store.export(args.out, args.format, include_unvoted=args.all)
+    finally:
+        store.close()
+    print(f"wrote {n} rows to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="synesthete-bot", description="The Synesthete Discord bot.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument("--env-file", default=".env", help="settings file read under the real environment")
+    sub = parser.add_subparsers(dest="cmd")
+    sub.add_parser("run", help="run the bot (the default)")
+    exp = sub.add_parser("export-feedback", help="write the stored answers and votes as CSV or JSON")
+    exp.add_argument("out", help="output file (.csv or .json)")
+    exp.add_argument("--format", choices=("csv", "json"), default=None)
+    exp.add_argument("--all", action="store_true", help="include answers nobody voted on")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env(env_file=args.env_file)
+    except ValueError as exc:
+        print(f"synesthete-bot: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings, args.log_level)
+
+    if args.cmd == "export-feedback":
+        return _export(settings, args)
+
+    if not settings.discord_token.strip():
+        print(NO_TOKEN_HELP, file=sys.stderr, end="")
+        return 2
+
+    from .client import check_bot_settings
+
+    try:
+        check_bot_settings(settings)
+    except ValueError as exc:
+        print(f"synesthete-bot: {exc}", file=sys.stderr)
+        return 2
+
+    import discord
+
+    from engine.service import SynestheteService
+
+    from .client import SynestheteBot
+
+    try:
+        service = SynestheteService.open(settings)
+    except SynestheteError as exc:
+        log.error("cannot open the engine: %s", exc)
+        from engine.errors import ModelError, StoreError
+
+        hint = ("Build the catalogue first (see README: synesthete-index build ...), then start the bot again."
+                if isinstance(exc, StoreError) else
+                "Check SYNESTHETE_BACKBONE and the model cache (see README)." if isinstance(exc, ModelError) else "")
+        print(f"synesthete-bot: {exc.user_message}\n  detail: {exc}\n{hint}".rstrip(), file=sys.stderr)
+        return 1
+    try:
+        bot = SynestheteBot(settings, service)
+        bot.run(settings.discord_token, log_handler=None)
+    except discord.LoginFailure:
+        print("synesthete-bot: Discord refused DISCORD_TOKEN (wrong or reset). Copy a fresh token from the "
+              "Developer Portal (Bot -> Reset Token) into .env.", file=sys.stderr)
+        return 1
+    except discord.PrivilegedIntentsRequired:
+        print("synesthete-bot: SYNESTHETE_BOT_WATCH_MODE is all/allowlist, which needs the Message Content intent: "
+              "enable it in the Developer Portal (Bot -> Privileged Gateway Intents), or use "
+              "SYNESTHETE_BOT_WATCH_MODE=mention.", file=sys.stderr)
+        return 1
+    finally:
+        service.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

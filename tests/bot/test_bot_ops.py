@@ -1,0 +1,188 @@
+"""Operations: metrics + health endpoint, the token never leaking, main(), settings, command sync."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import pytest
+
+from bot import main as bot_main
+from bot.client import SynestheteBot, check_bot_settings
+from bot.download import check_size, effective_limit, is_audio_attachment
+from bot.errors import AttachmentTooLargeError
+from bot.utils import redact
+from engine.settings import Settings
+
+from .conftest import TOKEN
+from .fakes import FakeInteraction, attachment_dict, make_attachment
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging():
+    """main() installs discord's log handler on the root logger, bound to the captured stderr;
+    leaving it there would make later log calls write to a closed stream."""
+    root = logging.getLogger()
+    handlers, filters, level = list(root.handlers), list(root.filters), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    root.filters[:] = filters
+    root.setLevel(level)
+
+
+async def test_metrics_and_health_endpoint(make_bot, files):
+    bot = await make_bot(bot_metrics_port=0)
+    assert bot.metrics_server is not None and bot.metrics_server.port > 0
+    listen = bot.get_cog("Listen")
+    url = files.add("a.ogg", b"OggS" + b"1" * 5000)
+    await listen.recommend.callback(listen, FakeInteraction(bot), make_attachment(attachment_dict(url, "a.ogg", 5004)))
+    big = make_attachment(attachment_dict(url, "b.ogg", 10**9))
+    await listen.recommend.callback(listen, FakeInteraction(bot), big)
+    base = f"http://127.0.0.1:{bot.metrics_server.port}"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(base + "/metrics") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = await r.text()
+        async with s.get(base + "/healthz") as r:
+            health = await r.json()
+            assert r.status == 503 and health["discord_ready"] is False  # not connected to a gateway in tests
+    assert 'synesthete_bot_queries_total{flow="recommend",outcome="ok"} 1' in text
+    assert 'synesthete_bot_queries_total{flow="recommend",outcome="error"} 1' in text
+    assert 'synesthete_bot_errors_total{kind="too_large"} 1' in text
+    assert 'synesthete_bot_query_seconds_bucket{flow="recommend",le="+Inf"} 2' in text
+    assert 'synesthete_bot_query_seconds_count{flow="recommend"} 2' in text
+    assert "# TYPE synesthete_bot_query_seconds histogram" in text
+
+
+async def test_token_never_in_logs_or_messages(bot, files, caplog):
+    caplog.set_level(logging.DEBUG)
+    flt = redact.install(TOKEN)
+    caplog.handler.addFilter(flt)
+    try:
+        assert TOKEN not in repr(bot.settings) and TOKEN not in str(bot.settings)
+        # an error whose text quotes the token (say, a library echoing a header) ...
+        bot.service.fail = RuntimeError(f"401 for Authorization: Bot {TOKEN}")
+        inter = FakeInteraction(bot)
+        listen = bot.get_cog("Listen")
+        url = files.add("a.ogg", b"OggS" + b"1" * 5000)
+        await listen.recommend.callback(listen, inter, make_attachment(attachment_dict(url, "a.ogg", 5004)))
+        logging.getLogger("somewhere").warning("settings are %s, token %s", bot.settings, TOKEN)
+        assert inter.texts and all(TOKEN not in t for t in inter.texts)
+        assert "401 for Authorization" in caplog.text  # the detail is logged ...
+        assert TOKEN not in caplog.text  # ... without the token
+        assert redact.REDACTED in caplog.text
+    finally:
+        caplog.handler.removeFilter(flt)
+        logging.getLogger().removeFilter(flt)
+        for h in logging.getLogger().handlers:
+            h.removeFilter(flt)
+
+
+def test_main_without_token_explains_and_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
+    rc = bot_main.main(["--env-file", str(tmp_path / "missing.env")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "DISCORD_TOKEN is not set" in err and "discord.com/developers/applications" in err and ".env" in err
+
+
+def test_main_with_bad_setting_never_prints_the_token(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES", str(200 * 1024 * 1024))
+    rc = bot_main.main(["--env-file", str(tmp_path / "none.env")])
+    out = capsys.readouterr()
+    assert rc == 2 and "SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES" in out.err
+    assert TOKEN not in out.err + out.out
+    # no catalogue built yet: a clear sentence, exit 1, still no token
+    monkeypatch.delenv("SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES")
+    rc = bot_main.main(["--env-file", str(tmp_path / "none.env")])
+    out = capsys.readouterr()
+    assert rc == 1 and "Build the catalogue first" in out.err and TOKEN not in out.err + out.out
+
+
+def test_export_feedback_command(tmp_path, monkeypatch, capsys):
+    from bot.feedback import FeedbackStore
+
+    monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+    store.record_answer(answer_id="r1", flow="similar", query="/similar x", model_id="m", identified=None,
+                        seed={"track_id": "s", "name": "n", "artist": "a"}, results=[{"track_id": "t1"}],
+                        user_id=1, guild_id=2, channel_id=3)
+    store.vote("r1", 9, -1)
+    store.close()
+    assert bot_main.main(["--env-file", str(tmp_path / "none.env"), "export-feedback", str(tmp_path / "o.csv")]) == 0
+    assert "wrote 1 rows" in capsys.readouterr().out
+    assert "r1" in (tmp_path / "o.csv").read_text()
+
+
+@pytest.mark.parametrize("kw,setting", [
+    ({"bot_watch_mode": "everything"}, "SYNESTHETE_BOT_WATCH_MODE"),
+    ({"bot_max_attachment_bytes": 101 * 1024 * 1024}, "SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES"),
+    ({"bot_allowed_channel_ids": "12,abc"}, "SYNESTHETE_BOT_ALLOWED_CHANNEL_IDS"),
+    ({"bot_sync_commands": "sometimes"}, "SYNESTHETE_BOT_SYNC_COMMANDS"),
+])
+def test_bad_bot_settings_name_the_setting(kw, setting):
+    with pytest.raises(ValueError, match=setting):
+        check_bot_settings(Settings(**kw))
+
+
+def test_bot_settings_from_env():
+    s = Settings.from_env({"SYNESTHETE_BOT_ALLOWED_CHANNEL_IDS": "1, 2;3", "SYNESTHETE_BOT_MAX_ATTACHMENTS": "5",
+                           "SYNESTHETE_BOT_WATCH_MODE": "allowlist", "SYNESTHETE_BOT_FEEDBACK_DB": "/tmp/fb.db",
+                           "SYNESTHETE_BOT_DEV_GUILD_ID": "123"}, env_file=None)
+    assert s.bot_allowed_channels == {1, 2, 3} and s.bot_max_attachments == 5 and s.bot_dev_guild_id == 123
+    assert str(s.resolved_feedback_db_path) == "/tmp/fb.db"
+    assert Settings().bot_max_attachment_bytes == 10 * 1024 * 1024
+    assert effective_limit(100 * 1024 * 1024, 25 * 1024 * 1024) == 25 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name,ctype,voice,expected", [
+    ("voice-message.ogg", "audio/ogg", True, True),
+    ("x.bin", None, True, True),
+    ("song.mp3", "audio/mpeg", False, True),
+    ("song.opus", None, False, True),
+    ("song.flac", "application/octet-stream", False, True),
+    ("clip.mp4", "video/mp4", False, True),
+    ("clip.webm", "video/webm", False, True),
+    ("rec.m4a", "audio/x-m4a", False, True),
+    ("cat.png", "image/png", False, False),
+    ("fake.mp3", "image/jpeg", False, False),
+    ("doc.pdf", "application/pdf", False, False),
+    ("notes.txt", None, False, False),
+])
+def test_which_attachments_are_audio(name, ctype, voice, expected):
+    att = make_attachment(attachment_dict("http://x/" + name, name, 10, ctype, voice=voice))
+    assert is_audio_attachment(att) is expected
+
+
+def test_size_check_from_metadata():
+    att = make_attachment(attachment_dict("http://x/a", "a.ogg", 11 * 1024 * 1024))
+    with pytest.raises(AttachmentTooLargeError) as ei:
+        check_size(att, 10 * 1024 * 1024)
+    assert ei.value.kind == "too_large" and "11 MB" in ei.value.user_message
+    check_size(make_attachment(attachment_dict("http://x/a", "a.ogg", 100)), 10 * 1024 * 1024)
+
+
+async def test_command_sync_guild_for_dev_global_only_when_changed(make_bot, monkeypatch):
+    bot = await make_bot()
+    calls = []
+
+    async def fake_sync(*, guild=None):
+        calls.append(guild.id if guild else None)
+        return []
+
+    monkeypatch.setattr(bot.tree, "sync", fake_sync)
+    bot.settings = bot.settings.replace(bot_sync_commands="auto", bot_dev_guild_id=4242)
+    assert await bot.sync_commands() == "guild" and calls == [4242]
+    bot.settings = bot.settings.replace(bot_dev_guild_id=0)
+    assert await bot.sync_commands() == "global"
+    assert await bot.sync_commands() == "unchanged"  # Discord rate-limits global syncs: only on change
+    bot.settings = bot.settings.replace(bot_sync_commands="always")
+    assert await bot.sync_commands() == "global" and calls == [4242, None, None]
+    bot.settings = bot.settings.replace(bot_sync_commands="never")
+    assert await bot.sync_commands() == "skipped"
+    assert isinstance(bot, SynestheteBot)
