@@ -44,8 +44,16 @@ class EmbeddingHead(nn.Module):
         self.register_buffer("feat_std", torch.ones(in_dim))
         gen = torch.Generator().manual_seed(seed)
         self.skip = nn.Linear(in_dim, out_dim, bias=False)
+        # one thread: LAPACK's blocked QR rounds differently with more threads, and the untrained
+        # head's id (a hash of its weights) must not depend on a process's torch thread count
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.no_grad():
+                q, _ = torch.linalg.qr(torch.randn(max(in_dim, out_dim), max(in_dim, out_dim), generator=gen))
+        finally:
+            torch.set_num_threads(threads)
         with torch.no_grad():
-            q, _ = torch.linalg.qr(torch.randn(max(in_dim, out_dim), max(in_dim, out_dim), generator=gen))
             self.skip.weight.copy_(q[:out_dim, :in_dim] * np.sqrt(max(in_dim, out_dim) / in_dim))
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
         with torch.no_grad():
@@ -89,6 +97,15 @@ class LoadedHead:
 
     @property
     def sha(self) -> str:
+        """The head's part of the model id.
+
+        A loaded checkpoint is named by a hash of its weights.  The untrained default is
+        named by its recipe instead: its weights come from a seeded QR whose last bits
+        differ between CPUs / BLAS builds, and an index built in Docker must still be
+        queryable on the host.
+        """
+        if self.meta.get("default"):
+            return f"default{HEAD_FORMAT_VERSION}-{self.head.in_dim}x{self.head.out_dim}"
         return self.head.weights_sha256()[:12]
 
     @property
@@ -99,12 +116,13 @@ class LoadedHead:
 def default_head(in_dim: int, out_dim: int, backbone_id: str) -> LoadedHead:
     head = EmbeddingHead(in_dim, out_dim)
     return LoadedHead(head, {"backbone": backbone_id, "in_dim": in_dim, "out_dim": out_dim, "trained": False,
-                             "created": None, "train_data_hash": None})
+                             "default": True, "created": None, "train_data_hash": None})
 
 
 def save_head(path: Path, head: EmbeddingHead, meta: dict[str, Any]) -> None:
     """Atomic write: a crash mid-save never leaves a half checkpoint behind."""
     meta = dict(meta)
+    meta.pop("default", None)  # a saved head is named by its weights
     meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     meta.update(in_dim=head.in_dim, out_dim=head.out_dim, hidden=head.hidden, format=HEAD_FORMAT_VERSION)
     buf = io.BytesIO()

@@ -220,15 +220,30 @@ class VectorStore:
         return {int(r["track_key"]): np.asarray(r["vector"], dtype=np.float32) for r in rows}
 
     def all_track_keys(self) -> list[int]:
+        """Every track key, by key ranges.
+
+        Why not ``query_iterator``: milvus-lite does not implement the iterator RPCs
+        (it logs "Method not implemented" tracebacks).  Keys are uniform 63-bit hashes,
+        so equal ranges hold similar counts; a range that hits the query limit is split.
+        """
+        limit = 16384
+        total = self.count_tracks()
+        n_ranges = max(1, (total * 2) // limit + 1)
+        step = (1 << 63) // n_ranges + 1
+        top = (1 << 63) - 1  # int64 max; keys are < 2**63
+        pending = [(i * step, min((i + 1) * step, top)) for i in range(n_ranges)]
         out: list[int] = []
         with self._lock:
-            it = self._client.query_iterator(self.tracks_name, batch_size=10000, filter="", output_fields=["track_key"])
-            while True:
-                batch = it.next()
-                if not batch:
-                    it.close()
-                    break
-                out.extend(int(r["track_key"]) for r in batch)
+            while pending:
+                lo, hi = pending.pop()
+                cond = f"track_key >= {lo} and track_key < {hi}" if hi < top else f"track_key >= {lo}"
+                rows = self._client.query(self.tracks_name, filter=cond,
+                                          output_fields=["track_key"], limit=limit)
+                if len(rows) >= limit and hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    pending += [(lo, mid), (mid, hi)]
+                    continue
+                out.extend(int(r["track_key"]) for r in rows)
         return out
 
     def search_tracks(self, vectors: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[list[Neighbour]]:

@@ -1,0 +1,124 @@
+"""What a build did, for people (a summary) and for tools (JSON).
+
+Why a separate module: the CLI prints the summary, the demo prints it too, and
+tests read the JSON; all three must agree on what was counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class FailedTrack:
+    track_id: str
+    path: str
+    kind: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class BuildReport:
+    started_at: str = ""
+    data_dir: str = ""
+    csv: str | None = None
+    audio_dir: str | None = None
+    model_id: str = ""
+    backbone: str = ""
+    #: collections were dropped and recreated (model changed or --rebuild)
+    recreated: bool = False
+    recreate_reason: str = ""
+    csv_rows: int = 0
+    catalogue_tracks: int = 0
+    csv_problems: list[dict[str, Any]] = field(default_factory=list)
+    matched: int = 0
+    match_rules: dict[str, int] = field(default_factory=dict)
+    rows_without_audio: list[str] = field(default_factory=list)
+    files_without_rows: list[dict[str, str]] = field(default_factory=list)
+    to_embed: int = 0
+    indexed: int = 0
+    skipped_unchanged: int = 0
+    #: bad files whose audio did not change since they failed (not retried)
+    failed_unchanged: int = 0
+    failed: list[FailedTrack] = field(default_factory=list)
+    removed: int = 0
+    segments: int = 0
+    audio_seconds: float = 0.0
+    elapsed_s: float = 0.0
+    workers: int = 0
+    worker_restarts: int = 0
+    peak_rss_mb: float = 0.0
+    peak_rss_workers_mb: float = 0.0
+    #: the build stopped early (disk full, interrupted); what was marked is consistent
+    aborted: str = ""
+
+    @property
+    def x_realtime(self) -> float:
+        return self.audio_seconds / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["x_realtime"] = round(self.x_realtime, 2)
+        d["audio_hours"] = round(self.audio_seconds / 3600, 3)
+        d["n_failed"] = len(self.failed)
+        d["n_rows_without_audio"] = len(self.rows_without_audio)
+        d["n_files_without_rows"] = len(self.files_without_rows)
+        return d
+
+    def measure_rss(self) -> None:
+        """Peak resident memory of this process and of its (finished) worker processes."""
+        self.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.peak_rss_workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+    def write_json(self, path: Path) -> None:
+        """Atomic write, so a reader (or a full disk) never sees half a report."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self.to_dict(), fh, indent=1, ensure_ascii=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def summary(self, max_items: int = 8) -> str:
+        """A few lines for a terminal: counts first, then samples of what needs attention."""
+        h = self.audio_seconds / 3600
+        lines = [
+            f"tracks indexed: {self.indexed}   skipped (unchanged): {self.skipped_unchanged}   "
+            f"failed: {len(self.failed)}" + (f" (+{self.failed_unchanged} unchanged bad files)" if self.failed_unchanged else "")
+            + f"   removed: {self.removed}",
+            f"audio: {h:.2f} h in {self.elapsed_s:.1f} s = {self.x_realtime:.1f}x real time "
+            f"({self.workers} workers); peak RSS {self.peak_rss_mb:.0f} MB main, "
+            f"{self.peak_rss_workers_mb:.0f} MB per worker",
+            f"catalogue: {self.catalogue_tracks} tracks from {self.csv_rows} rows; "
+            f"{self.matched} with audio, {len(self.rows_without_audio)} rows without audio, "
+            f"{len(self.files_without_rows)} files without a row",
+        ]
+        if self.recreated:
+            lines.append(f"collections recreated: {self.recreate_reason}")
+        if self.csv_problems:
+            lines.append(f"{len(self.csv_problems)} CSV problem(s), e.g.:")
+            lines += [f"  line {p['line']}: {p['problem']}" for p in self.csv_problems[:max_items]]
+        if self.failed:
+            lines.append("bad audio files (skipped):")
+            lines += [f"  {f.path}: {f.reason} ({f.detail[:160]})" for f in self.failed[:max_items]]
+            if len(self.failed) > max_items:
+                lines.append(f"  ... and {len(self.failed) - max_items} more")
+        if self.files_without_rows:
+            lines.append("files without a catalogue row:")
+            lines += [f"  {f['path']}: {f['reason']}" for f in self.files_without_rows[:max_items]]
+            if len(self.files_without_rows) > max_items:
+                lines.append(f"  ... and {len(self.files_without_rows) - max_items} more")
+        if self.aborted:
+            lines.append(f"STOPPED EARLY: {self.aborted}")
+        return "\n".join(lines)
