@@ -24,7 +24,8 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
 
 
-def _print_recommendation(rec, out=sys.stdout) -> None:
+def _print_recommendation(rec, out=None) -> None:
+    out = out or sys.stdout  # looked up at call time (tests and pagers swap it)
     if rec.seed is not None:
         print(f"Because you picked: {rec.seed.title}", file=out)
     if rec.identified is not None:

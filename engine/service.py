@@ -82,25 +82,26 @@ class Recommendation:
 # Tuning of the embedding vote, chosen from principle (not fitted to any corpus):
 # a recording of a catalogue song has most of its segments pointing at that
 # song at one consistent time offset; a song *like* it scatters over tracks and offsets.
-SEGMENT_CANDIDATES = 10
+SEGMENT_CANDIDATES = 1
 
 
 def segment_vote(hits: list[list[Any]], query_times: np.ndarray, bin_s: float) -> list[tuple[int, float, float]]:
     """Time-consistent voting: (track_key, score 0..1, offset_s), best first.
 
-    Each query segment votes for every (track, offset bin) among its top hits,
-    weighted by similarity; a track's score is its best offset bin (+- one bin)
-    divided by the number of query segments.
+    Each query segment casts ONE vote: for the track and time offset of its nearest
+    catalogue segment.  A track's score is the fraction of query segments voting for
+    it within one offset window (+- one bin, since the catalogue grid is coarser than
+    the query's).  Why top-1 votes and not summed similarities: cosine between any
+    two pieces of music is high, so sums saturate and cannot tell the recorded song
+    from a similar one; votes can (a recording points at its song again and again,
+    a similar song only now and then).
     """
-    votes: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    votes: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for qt, seg_hits in zip(query_times, hits):
-        seen: set[tuple[int, int]] = set()
-        for h in seg_hits:
-            b = int(round((h.t - float(qt)) / bin_s))
-            if (h.track_key, b) in seen:
-                continue
-            seen.add((h.track_key, b))
-            votes[h.track_key][b] += max(0.0, h.similarity)
+        if not seg_hits:
+            continue
+        h = seg_hits[0]
+        votes[h.track_key][int(round((h.t - float(qt)) / bin_s))] += 1
     n = max(1, len(query_times))
     out = []
     for key, bins in votes.items():
@@ -260,15 +261,24 @@ class SynestheteService:
             votes = segment_vote(hits, emb.times, bin_s=self.settings.segment_hop_s)
         best_vote = votes[0] if votes else None
         candidates: list[tuple[int, float, float, str]] = []
-        if best_fp is not None and best_fp.confidence >= threshold:
-            method = "both" if best_vote and best_vote[0] == best_fp.track_key else "fingerprint"
-            candidates.append((best_fp.track_key, best_fp.confidence, best_fp.offset_s, method))
+        fp_conf = best_fp.confidence if best_fp is not None else 0.0
+        emb_conf = 0.0
         if best_vote is not None:
             margin = best_vote[1] - (votes[1][1] if len(votes) > 1 else 0.0)
-            # a segment vote alone must be a clear winner: consistent and well ahead
-            conf = float(min(1.0, best_vote[1] * 0.5 + margin))
-            if conf >= max(threshold, 0.6):
-                candidates.append((best_vote[0], conf, best_vote[2], "embedding"))
+            emb_conf = float(max(0.0, margin))
+        if best_fp is not None and best_vote is not None and best_fp.track_key == best_vote[0]:
+            # two independent opinions agree: a weak landmark match confirmed by the
+            # segment vote is as good as a strong one (noisy-OR of the two confidences)
+            both = 1.0 - (1.0 - fp_conf) * (1.0 - emb_conf)
+            candidates.append((best_fp.track_key, both, best_fp.offset_s, "both"))
+        if fp_conf >= threshold:
+            candidates.append((best_fp.track_key, fp_conf, best_fp.offset_s, "fingerprint"))
+        elif best_vote is not None and self.embedder.head.trained and emb_conf >= max(threshold, 0.6):
+            # The segment vote alone speaks only when the landmarks have no confident
+            # answer, and only with a head fine-tuned for recordings: pretrained features
+            # of a phone recording can point consistently at the wrong song.
+            candidates.append((best_vote[0], emb_conf, best_vote[2], "embedding"))
+        candidates = [c for c in candidates if c[1] >= threshold]
         if not candidates:
             return None
         key, conf, offset, method = max(candidates, key=lambda c: c[1])

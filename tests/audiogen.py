@@ -28,50 +28,42 @@ def noise(seconds: float, sr: int = SR, amp: float = 0.2, seed: int = 0) -> np.n
 
 
 def synthetic_track(seed: int, seconds: float = 30.0, sr: int = SR) -> np.ndarray:
-    """A distinct little 'song': a random melody over a chord progression with drums.
+    """A distinct little 'song': a melody with rhythm over one chord per bar, plus percussion.
 
-    Each seed gives its own tempo, scale, timbre and rhythm, so tracks are
+    Each seed gives its own tempo, key, scale, timbre and rhythm, so tracks are
     distinguishable by content (what identification must do) yet all music-like.
+    Every percussion hit is its own noise burst: identical drum samples in every
+    track would make all tracks share landmarks.
     """
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)
-    out = np.zeros(n, dtype=np.float64)
-    bpm = rng.uniform(70, 160)
-    beat = 60.0 / bpm
-    root = 110.0 * 2 ** (rng.integers(0, 12) / 12)
-    scale = np.array([0, 2, 4, 5, 7, 9, 11]) if rng.random() < 0.5 else np.array([0, 2, 3, 5, 7, 8, 10])
-    harmonics = rng.uniform(0.1, 1.0, size=6) / np.arange(1, 7)
+    out = np.zeros(n)
+    beat = 60.0 / rng.uniform(70, 160)
+    root = 220.0 * 2 ** (rng.integers(0, 12) / 12)
+    scale = np.array([0, 2, 4, 5, 7, 9, 11] if rng.random() < 0.5 else [0, 2, 3, 5, 7, 8, 10])
+    harm = rng.uniform(0.2, 1.0, 5) / np.arange(1, 6)
     t_note = 0.0
     while t_note < seconds:
-        dur = beat * rng.choice([0.5, 1.0, 1.0, 2.0])
-        degree = scale[rng.integers(0, 7)] + 12 * rng.integers(1, 3)
-        f = root * 2 ** (degree / 12)
+        dur = beat * rng.choice([0.25, 0.5, 0.5, 1.0, 1.5])
+        f = root * 2 ** ((scale[rng.integers(0, 7)] + 12 * rng.integers(0, 2)) / 12)
         i0, i1 = int(t_note * sr), min(n, int((t_note + dur) * sr))
         t = np.arange(i1 - i0) / sr
-        env = np.exp(-t * rng.uniform(1.0, 5.0)) * np.minimum(1.0, t * 200)
-        note = sum(h * np.sin(2 * np.pi * f * (k + 1) * t) for k, h in enumerate(harmonics))
-        out[i0:i1] += 0.25 * env * note
+        env = np.exp(-t * rng.uniform(2.0, 6.0)) * np.minimum(1.0, t * 300)
+        out[i0:i1] += 0.3 * env * sum(h * np.sin(2 * np.pi * f * (k + 1) * t) for k, h in enumerate(harm))
         t_note += dur
-    # chords, one per bar
     bar = 4 * beat
     for b in range(int(seconds / bar) + 1):
-        deg = scale[rng.integers(0, 7)]
-        freqs = [root * 2 ** ((deg + d) / 12) for d in (0, 4, 7)]
         i0, i1 = int(b * bar * sr), min(n, int((b + 1) * bar * sr))
         t = np.arange(i1 - i0) / sr
-        out[i0:i1] += sum(0.08 * np.sin(2 * np.pi * fr * t) for fr in freqs)
-    # drums: kick + noise hat
-    kick_t = np.arange(int(0.15 * sr)) / sr
-    kick = np.sin(2 * np.pi * 60 * kick_t * np.exp(-kick_t * 10)) * np.exp(-kick_t * 20)
-    hat = rng.standard_normal(int(0.05 * sr)) * np.exp(-np.arange(int(0.05 * sr)) / sr * 80)
-    pattern = rng.random(8) < 0.5
+        deg = scale[rng.integers(0, 7)]
+        out[i0:i1] += sum(0.06 * np.sin(2 * np.pi * root / 2 * 2 ** ((deg + d) / 12) * t) for d in (0, 4, 7))
+    hit = int(0.06 * sr)
+    decay = np.exp(-np.arange(hit) / sr * 60)
     for i in range(int(seconds / (beat / 2))):
         i0 = int(i * beat / 2 * sr)
-        if i % 2 == 0 and i0 + len(kick) < n:
-            out[i0 : i0 + len(kick)] += 0.5 * kick
-        if pattern[i % 8] and i0 + len(hat) < n:
-            out[i0 : i0 + len(hat)] += 0.1 * hat
-    out /= max(1e-9, np.max(np.abs(out))) / 0.8
+        if rng.random() < 0.6 and i0 + hit < n:
+            out[i0 : i0 + hit] += 0.08 * rng.standard_normal(hit) * decay
+    out /= np.max(np.abs(out)) / 0.8
     return out.astype(np.float32)
 
 

@@ -1,7 +1,14 @@
-"""Milvus round trips on the real milvus-lite: create, upsert, search, reopen, lock, model check."""
+"""Milvus round trips: create, upsert, search, reopen, lock, model check.
+
+One suite, two backends (the ``backend`` fixture's params): the real milvus-lite
+file, and a real Milvus standalone server (tests/milvus_server.py, the ``milvus``
+wheel in its own venv; skipped with the reason when that is not installed).
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,6 +20,7 @@ import pytest
 from engine.embed import l2n
 from engine.errors import EmptyIndexError, IndexModelMismatchError, StoreError, StoreLockedError
 from engine.store import VectorStore
+from tests import milvus_server
 
 DIM = 16
 
@@ -21,9 +29,43 @@ def vectors(n: int, seed: int) -> np.ndarray:
     return l2n(np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32))
 
 
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def server():
+    """One Milvus standalone for the session (each test uses its own collection prefix)."""
+    try:
+        srv = milvus_server.start()
+    except milvus_server.MilvusServerUnavailable as exc:
+        pytest.skip(str(exc))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=["lite", "server"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict]:
+    """(uri, VectorStore kwargs) for milvus-lite or the server."""
+    if request.param == "lite":
+        return str(tmp_path / "milvus.db"), {}
+    srv = request.getfixturevalue("server")
+    return srv.uri, {"prefix": f"t{os.getpid()}_{next(_prefixes)}"}
+
+
 @pytest.fixture()
-def uri(tmp_path: Path) -> str:
-    return str(tmp_path / "milvus.db")
+def open_store(backend: tuple[str, dict]):
+    """open_store(model_id) -> VectorStore on this test's backend; closed at the end."""
+    uri, kw = backend
+    opened: list[VectorStore] = []
+
+    def make(model_id: str = "model-a", **extra) -> VectorStore:
+        s = VectorStore(uri, model_id, DIM, **kw, **extra)
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
 
 
 def fill(store: VectorStore, n_tracks: int = 20) -> dict[int, np.ndarray]:
@@ -37,8 +79,8 @@ def fill(store: VectorStore, n_tracks: int = 20) -> dict[int, np.ndarray]:
     return {1000 + i: tv[i] for i in range(n_tracks)}
 
 
-def test_roundtrip_search_and_exclude(uri: str) -> None:
-    store = VectorStore(uri, "model-a", DIM)
+def test_roundtrip_search_and_exclude(open_store) -> None:
+    store = open_store()
     store.ensure_collections()
     tv = fill(store)
     assert store.count_tracks() == 20 and store.count_segments() == 80
@@ -53,8 +95,8 @@ def test_roundtrip_search_and_exclude(uri: str) -> None:
     store.close()
 
 
-def test_upsert_replaces_segments_and_delete(uri: str) -> None:
-    store = VectorStore(uri, "model-a", DIM)
+def test_upsert_replaces_segments_and_delete(open_store) -> None:
+    store = open_store()
     store.ensure_collections()
     tv = fill(store)
     fill(store)  # the same tracks again: nothing duplicated
@@ -66,16 +108,16 @@ def test_upsert_replaces_segments_and_delete(uri: str) -> None:
     store.close()
 
 
-def test_reopen_keeps_data_and_checks_model(uri: str) -> None:
-    store = VectorStore(uri, "model-a", DIM)
+def test_reopen_keeps_data_and_checks_model(open_store) -> None:
+    store = open_store()
     store.ensure_collections()
     fill(store)
     store.close()
-    again = VectorStore(uri, "model-a", DIM)
+    again = open_store()
     again.check_ready()
     assert again.count_tracks() == 20
     again.close()
-    other = VectorStore(uri, "model-b", DIM)
+    other = open_store("model-b")
     with pytest.raises(IndexModelMismatchError) as info:
         other.check_ready()
     assert "rebuilt" in info.value.user_message
@@ -84,14 +126,16 @@ def test_reopen_keeps_data_and_checks_model(uri: str) -> None:
     other.close()
 
 
-def test_empty_database_is_reported(uri: str) -> None:
-    store = VectorStore(uri, "model-a", DIM)
+def test_empty_database_is_reported(open_store) -> None:
+    store = open_store()
     with pytest.raises(EmptyIndexError):
         store.check_ready()
     store.close()
 
 
-def test_lock_held_by_another_process(uri: str) -> None:
+def test_lock_held_by_another_process(tmp_path: Path) -> None:
+    """milvus-lite only: a server has no file lock."""
+    uri = str(tmp_path / "milvus.db")
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
@@ -115,3 +159,10 @@ def test_lock_held_by_another_process(uri: str) -> None:
 def test_unreachable_server() -> None:
     with pytest.raises(StoreError):
         VectorStore("http://127.0.0.1:9", "model-a", DIM, timeout_s=2)
+
+
+def test_all_track_keys(open_store) -> None:
+    store = open_store()
+    store.ensure_collections()
+    keys = fill(store, 30)
+    assert sorted(store.all_track_keys()) == sorted(keys)

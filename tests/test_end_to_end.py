@@ -1,0 +1,165 @@
+"""The whole engine on a generated catalogue: ffmpeg -> musicnn -> head -> milvus-lite + fingerprints.
+
+~30 distinct synthetic tracks are built through the index builder's normal path; a
+phone-degraded Opus excerpt of each (a voice message recorded next to a speaker) must
+be identified as its own track, and the recommendations must exclude it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import cli
+from engine.errors import NotAudioError, TooShortAudioError, TrackNotFoundError
+from engine.service import SynestheteService
+from engine.settings import Settings
+from index_builder.build import BuildOptions, run_build
+from tests import audiogen
+
+pytestmark = pytest.mark.slow
+
+N_TRACKS = 30
+TRACK_SECONDS = 30.0
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path, list[str]]:
+    root = tmp_path_factory.mktemp("e2e")
+    audio = root / "audio"
+    audio.mkdir()
+    ids = [f"{i:02d}Syn{'x' * 17}"[:22] for i in range(N_TRACKS)]
+    rows = []
+    for i, tid in enumerate(ids):
+        audiogen.encode(audiogen.synthetic_track(1000 + i, TRACK_SECONDS), audio / f"{tid}.mp3")
+        rows.append({"genre": ["Ambient", "Rock", "Electronic"][i % 3], "artist_name": f"Band {i % 6}",
+                     "track_name": f"Song {i}", "track_id": tid, "popularity": str(i), "duration_ms": "30000"})
+    csv_path = root / "tracks.csv"
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    cache = Path(__file__).resolve().parent.parent / ".pytest_cache" / "models"
+    settings = Settings(data_dir=root / "data", model_cache_dir=cache, workers=2)
+    report = run_build(settings, BuildOptions(csv=csv_path, audio=audio, not_spotify=True, workers=2))
+    assert report.indexed == N_TRACKS and not report.failed
+    return settings, audio, ids
+
+
+@pytest.fixture(scope="module")
+def service(catalogue) -> SynestheteService:
+    settings, _, _ = catalogue
+    svc = SynestheteService(settings)
+    yield svc
+    svc.close()
+
+
+def degraded_excerpt(path: Path, out: Path, start_s: float, seconds: float, seed: int) -> Path:
+    from engine.audio import decode
+
+    full = decode(path, 44100, __import__("engine.audio", fromlist=["DecodeLimits"]).DecodeLimits(max_seconds=600))
+    clip = full.samples[int(start_s * 44100): int((start_s + seconds) * 44100)]
+    noisy = audiogen.phone_degrade(clip, 44100, snr_db=15.0, seed=seed)
+    return audiogen.encode(noisy, out, codec_args=["-c:a", "libopus", "-b:a", "24k", "-ac", "1"])
+
+
+def test_every_degraded_excerpt_is_identified(catalogue, service: SynestheteService, tmp_path: Path) -> None:
+    _, audio, ids = catalogue
+    rng = np.random.default_rng(5)
+    correct, missed = 0, []
+    for i, tid in enumerate(ids):
+        start = float(rng.uniform(0, TRACK_SECONDS - 10))
+        note = degraded_excerpt(audio / f"{tid}.mp3", tmp_path / f"note{i}.ogg", start, 10.0, seed=i)
+        rec = service.recommend(note)
+        if rec.identified is not None and rec.identified.track.track_id == tid:
+            correct += 1
+            if rec.identified.method != "embedding":  # landmarks know the offset to a frame
+                assert abs(rec.identified.offset_s - start) < 0.5
+            # five others, never the track itself
+            assert tid not in [r.track.track_id for r in rec.results]
+        else:
+            fp = service.fingerprints.match(service.decode(note).samples, 16000, top_k=3)
+            got = rec.identified and (rec.identified.track.track_id[:2], rec.identified.method,
+                                      round(rec.identified.confidence, 2))
+            missed.append((tid[:2], round(start, 1), got, [(m.score, round(m.confidence, 2)) for m in fp]))
+        assert len(rec.results) == 5
+        assert all(-1.0 <= r.similarity <= 1.0 for r in rec.results)
+    assert correct == N_TRACKS, missed
+
+
+def test_unknown_recording_gets_recommendations_without_identification(service: SynestheteService,
+                                                                       tmp_path: Path) -> None:
+    other = audiogen.encode(audiogen.synthetic_track(99_999, 12.0), tmp_path / "unknown.ogg",
+                            codec_args=["-c:a", "libopus", "-b:a", "32k"])
+    rec = service.recommend(other)
+    assert rec.identified is None
+    assert len(rec.results) == 5
+    assert set(rec.timings_ms) >= {"decode", "fingerprint", "embed", "search", "total"}
+
+
+def test_similar_to_and_search(catalogue, service: SynestheteService) -> None:
+    _, _, ids = catalogue
+    hit = service.search_tracks("song 7")[0]
+    assert hit.track.name == "Song 7"
+    rec = service.similar_to(hit.track.track_id)
+    assert rec.seed.track_id == hit.track.track_id and len(rec.results) == 5
+    assert hit.track.track_id not in [r.track.track_id for r in rec.results]
+    page2 = service.similar_to(hit.track.track_id, offset=5)
+    assert not {r.track.track_id for r in page2.results} & {r.track.track_id for r in rec.results}
+    assert rec.results[0].track.link.startswith("https://open.spotify.com/search/")
+    with pytest.raises(TrackNotFoundError):
+        service.similar_to("nope")
+
+
+def test_bad_input_through_the_service(service: SynestheteService) -> None:
+    with pytest.raises(NotAudioError):
+        service.recommend(b"definitely not audio, just some text that someone attached" * 5)
+    with pytest.raises(TooShortAudioError):
+        service.recommend(audiogen_bytes(np.zeros(44100 * 5, np.float32)))
+
+
+def audiogen_bytes(samples: np.ndarray) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        return audiogen.encode(samples, Path(d) / "x.wav").read_bytes()
+
+
+async def test_async_api_runs_off_the_loop(catalogue, service: SynestheteService, tmp_path: Path) -> None:
+    import asyncio
+
+    _, audio, ids = catalogue
+    note = degraded_excerpt(audio / f"{ids[3]}.mp3", tmp_path / "a.ogg", 5.0, 8.0, seed=3)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    rec, hits = await asyncio.gather(service.arecommend(note), service.asearch_tracks("song 1"))
+    task.cancel()
+    assert rec.identified is not None and rec.identified.track.track_id == ids[3]
+    assert hits and ticks > 5  # the loop kept running while the CPU work happened
+
+
+def test_cli_query_json_and_text(catalogue, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    settings, audio, ids = catalogue
+    monkeypatch.setenv("SYNESTHETE_MODEL_CACHE_DIR", str(settings.model_cache_dir))
+    note = degraded_excerpt(audio / f"{ids[11]}.mp3", tmp_path / "n.ogg", 10.0, 8.0, seed=11)
+    assert cli.main(["--data-dir", str(settings.data_dir), "query", str(note), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["identified"]["track_id"] == ids[11] and len(out["results"]) == 5
+    assert cli.main(["--data-dir", str(settings.data_dir), "similar", "Song 4"]) == 0
+    text = capsys.readouterr().out
+    assert "Because you picked: Band 4 – Song 4" in text and "https://open.spotify.com/search/" in text
+    bad = tmp_path / "bad.mp3"
+    bad.write_text("hello")
+    assert cli.main(["--data-dir", str(settings.data_dir), "query", str(bad)]) == 2
+    assert "doesn't look like audio" in capsys.readouterr().err
