@@ -125,32 +125,6 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def _fp_insert(fp: Any, track_key: int, hashes: Any, times: Any, seconds: float) -> None:
-    """Store landmarks computed in a worker, replacing the track's old ones in one transaction.
-
-    Uses ``FingerprintIndex.add_landmarks`` when the fingerprint module offers it;
-    otherwise the same steps ``add_tracks_bulk`` takes, minus the extraction.
-    """
-    adder = getattr(fp, "add_landmarks", None)
-    if adder is not None:
-        adder(track_key, hashes, times, seconds)
-        return
-    import sqlite3
-
-    from engine.errors import StoreError
-
-    conn = fp._conn()
-    with fp._write_lock:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            fp._delete_rows(conn, int(track_key))
-            fp._insert(conn, int(track_key), hashes, times, seconds)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"cannot add track {track_key} to fingerprint index: {exc}") from exc
-
-
 class _NotImplementedNoise(logging.Filter):
     """Drops milvus-lite's harmless grpc 'Method not implemented' tracebacks: pymilvus' query
     iterator probes a timestamp RPC that the lite server lacks, then falls back by itself."""
@@ -297,6 +271,8 @@ class _Build:
             self.model_id = model_id
             self.store = self._open_store(model_id, dim)
             self._run(tracks, match)
+            if not self.fp.snapshot_is_current():
+                self.fp.write_snapshot()  # the fast read copy query processes use
         except Exception as exc:
             if is_disk_full(exc) and not isinstance(exc, DiskFullError):
                 report.aborted = f"disk full: {exc}"
@@ -483,7 +459,7 @@ class _Build:
             store.upsert_tracks([(item[0], r.track_vector, r.segments, r.times) for item, r in batch])
             for item, r in batch:
                 if r.fp_hashes is not None:
-                    _fp_insert(fp, item[0], r.fp_hashes, r.fp_times, r.seconds)
+                    fp.add_landmarks(item[0], r.fp_hashes, r.fp_times, r.seconds)
                 else:
                     fp.add_track(item[0], r.samples, r.sample_rate)
         if deletes:

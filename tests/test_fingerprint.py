@@ -217,3 +217,22 @@ def test_confidence_shape() -> None:
     assert confidence(30, 8) > 0.5
     assert confidence(200, 10) > 0.95
     assert confidence(20, 2) > confidence(20, 10)
+
+
+def test_snapshot_gives_the_same_answers_and_goes_stale(tracks: dict[int, np.ndarray], tmp_path: Path) -> None:
+    idx = FingerprintIndex(tmp_path / "fp.sqlite")
+    for key in list(tracks)[:6]:
+        idx.add_track(key, tracks[key], SR)
+    query = tracks[103][SR * 5 : SR * 13]
+    before = idx.match(query, SR)
+    assert not idx.snapshot_is_current()
+    idx.write_snapshot()
+    assert idx.snapshot_is_current()
+    ro = FingerprintIndex(tmp_path / "fp.sqlite", read_only=True)
+    assert ro.snapshot_is_current()
+    assert ro.match(query, SR) == before and before[0].track_key == 103
+    idx.remove_track(103)  # any write makes the snapshot stale: never a stale answer
+    assert not ro.snapshot_is_current()
+    assert all(m.track_key != 103 for m in ro.match(query, SR))
+    ro.close()
+    idx.close()

@@ -52,6 +52,16 @@ SCHEMA_VERSION = 1
 _IN_CHUNK = 20000
 
 
+#: One row of the read snapshot: hash, index into the snapshot's sorted track keys, frame time.
+SNAPSHOT_DTYPE = np.dtype([("h", "<u4"), ("k", "<u4"), ("t", "<u4")])
+
+
+def _bump_generation(conn: sqlite3.Connection) -> None:
+    """Every write bumps the generation, so a read snapshot knows when it is stale."""
+    conn.execute("INSERT INTO meta(key, value) VALUES ('generation', 1) "
+                 "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+
 @dataclass(frozen=True)
 class FingerprintMatch:
     """One candidate track for a query.
@@ -265,6 +275,7 @@ class FingerprintIndex:
             "DELETE FROM fp WHERE hash=? AND track_key=?", ((int(h), track_key) for h in hashes)
         )
         conn.execute("DELETE FROM tracks WHERE track_key=?", (track_key,))
+        _bump_generation(conn)
         return True
 
     @staticmethod
@@ -279,6 +290,7 @@ class FingerprintIndex:
             "INSERT INTO tracks (track_key, n_hashes, seconds, added_at, hashes) VALUES (?,?,?,?,?)",
             (track_key, int(rows.shape[0]), float(seconds), time.time(), _pack_hashes(h)),
         )
+        _bump_generation(conn)
         return int(rows.shape[0])
 
     def add_track(self, track_key: int, audio: np.ndarray, sr: int) -> int:
@@ -295,25 +307,32 @@ class FingerprintIndex:
         Fingerprinting happens outside the write lock, so a pool of callers can
         extract in parallel while one writes.
         """
-        self._check_writable()
         total = 0
         for track_key, audio, sr in items:
-            track_key = int(track_key)
             h, t = extract_landmarks(audio, sr, density="reference")
-            seconds = len(audio) / float(sr)
-            conn = self._conn()
-            with self._write_lock:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    self._delete_rows(conn, track_key)
-                    n = self._insert(conn, track_key, h, t, seconds)
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK")
-                    raise StoreError(f"cannot add track {track_key} to fingerprint index: {exc}") from exc
-            log.debug("fingerprinted track %d: %.1f s, %d rows", track_key, seconds, n)
-            total += n
+            total += self.add_landmarks(int(track_key), h, t, len(audio) / float(sr))
         return total
+
+    def add_landmarks(self, track_key: int, hashes: np.ndarray, times: np.ndarray, seconds: float) -> int:
+        """Store landmarks computed elsewhere (an index-build worker), replacing the track's old ones.
+
+        One transaction: a crash or a concurrent reader sees either the old
+        version or the new one, never half of it.
+        """
+        self._check_writable()
+        track_key = int(track_key)
+        conn = self._conn()
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                self._delete_rows(conn, track_key)
+                n = self._insert(conn, track_key, hashes, times, seconds)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"cannot add track {track_key} to fingerprint index: {exc}") from exc
+        log.debug("fingerprinted track %d: %.1f s, %d rows", track_key, seconds, n)
+        return n
 
     def remove_track(self, track_key: int) -> bool:
         """Delete a track's rows; returns whether it was there."""
@@ -347,6 +366,92 @@ class FingerprintIndex:
                 size += p.stat().st_size
         return {"n_tracks": int(n_tracks), "n_hashes": int(n_rows), "seconds": int(secs), "file_bytes": size}
 
+    # ---- read snapshot ----------------------------------------------------------
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".snapshot.npy")
+
+    def generation(self) -> int:
+        row = self._conn().execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def write_snapshot(self) -> Path:
+        """Write the read-optimised copy of the index: one sorted, memory-mapped array.
+
+        Why: a query looks up thousands of hashes; fetching their rows through
+        Python's sqlite3 costs ~1 us a row (tens of thousands of rows a query),
+        while ``np.searchsorted`` on a memory-mapped sorted array costs a few ms and
+        only pages in what it touches (the OS page cache is shared by every query
+        process).  The snapshot records the index's write generation and is ignored
+        as soon as the SQLite index changes, so it can never serve stale answers.
+        Written to a temp file and renamed: a reader sees the old one or the new one.
+        """
+        conn = self._conn()
+        gen = self.generation()
+        keys = np.array(sorted(r[0] for r in conn.execute("SELECT track_key FROM tracks")), dtype=np.int64)
+        n = conn.execute("SELECT COALESCE(SUM(n_hashes), 0) FROM tracks").fetchone()[0]
+        arr = np.empty(int(n), dtype=SNAPSHOT_DTYPE)
+        pos = 0
+        cur = conn.execute("SELECT hash, track_key, t FROM fp")  # clustered: already in hash order
+        while True:
+            rows = cur.fetchmany(200_000)
+            if not rows:
+                break
+            block = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=3 * len(rows)).reshape(-1, 3)
+            m = block.shape[0]
+            if pos + m > arr.size:  # the tracks table disagrees with fp: grow rather than fail
+                arr = np.resize(arr, pos + m)
+            arr["h"][pos : pos + m] = block[:, 0]
+            arr["k"][pos : pos + m] = np.searchsorted(keys, block[:, 1])
+            arr["t"][pos : pos + m] = block[:, 2]
+            pos += m
+        arr = arr[:pos]
+        header = np.zeros(1, dtype=SNAPSHOT_DTYPE)
+        header["h"], header["k"], header["t"] = gen & 0xFFFFFFFF, gen >> 32, len(keys)
+        tmp = self.snapshot_path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.concatenate([header, arr]))
+        np.save(self.snapshot_path.with_name(self.snapshot_path.name + ".keys.npy"), keys)
+        tmp.replace(self.snapshot_path)
+        self._snapshot = None
+        log.info("fingerprint snapshot: %d rows, %d tracks, generation %d", pos, len(keys), gen)
+        return self.snapshot_path
+
+    def snapshot_is_current(self) -> bool:
+        return self._load_snapshot() is not None
+
+    def _load_snapshot(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The memory-mapped snapshot if it matches the current generation, else None."""
+        gen = self.generation()
+        cached = getattr(self, "_snapshot", None)
+        if cached is not None and cached[0] == gen:
+            return cached[1], cached[2]
+        try:
+            arr = np.load(self.snapshot_path, mmap_mode="r")
+            keys = np.load(self.snapshot_path.with_name(self.snapshot_path.name + ".keys.npy"))
+        except (OSError, ValueError):
+            return None
+        snap_gen = int(arr[0]["h"]) | (int(arr[0]["k"]) << 32)
+        if snap_gen != gen or int(arr[0]["t"]) != len(keys):
+            log.debug("fingerprint snapshot is stale (generation %d != %d); using SQLite", snap_gen, gen)
+            return None
+        self._snapshot = (gen, arr[1:], keys)
+        return arr[1:], keys
+
+    def _lookup_snapshot(self, hashes: np.ndarray, arr: np.ndarray, keys: np.ndarray):
+        uniq = np.unique(hashes.astype(np.uint32))
+        col = arr["h"]
+        lo = np.searchsorted(col, uniq, side="left")
+        hi = np.searchsorted(col, uniq, side="right")
+        cnt = hi - lo
+        if cnt.sum() == 0:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, empty
+        idx = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(int(cnt.sum()))
+        rows = arr[idx]
+        return (rows["h"].astype(np.int64), keys[rows["k"].astype(np.int64)], rows["t"].astype(np.int64))
+
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All DB rows ``(hash, track_key, t)`` whose hash is in ``hashes``."""
         uniq = np.unique(hashes).tolist()
@@ -370,7 +475,8 @@ class FingerprintIndex:
         if qh.size == 0:
             return []
         try:
-            rh, rtr, rt = self.lookup(qh)
+            snap = self._load_snapshot()
+            rh, rtr, rt = self._lookup_snapshot(qh, *snap) if snap is not None else self.lookup(qh)
         except sqlite3.Error as exc:
             raise StoreError(f"fingerprint lookup failed: {exc}") from exc
         return score_candidates(qh, qt, rh, rtr, rt, top_k)
