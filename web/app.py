@@ -1,0 +1,329 @@
+"""The aiohttp application: the page, the JSON API and the live-listening WebSocket.
+
+Thin by design: every answer comes from ``engine.service`` (the only door);
+this module only moves bytes in, JSON out, and turns the engine's typed errors
+into HTTP status codes with the engine's one friendly sentence:
+
+    413 too_large        415 not_audio        422 corrupt / empty / too_short / timeout
+    400 bad_request      404 not_found        429 rate_limited (Retry-After)
+    503 busy / query_timeout / index unavailable (Retry-After)
+    500 only for a bug of ours, never for bad input.
+
+Error bodies are always ``{"error": {"kind": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from engine.errors import (
+    AudioError,
+    BusyError,
+    QueryTimeoutError,
+    StoreError,
+    SynestheteError,
+    TooLargeAudioError,
+    TrackNotFoundError,
+)
+from engine.settings import Settings
+
+from . import live
+from .answers import public_answer, public_track
+from .ratelimit import TokenBucket, client_ip
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+#: engine error kind -> HTTP status
+STATUS_BY_KIND: dict[str, int] = {
+    "too_large": 413,
+    "not_audio": 415,
+    "corrupt": 422,
+    "empty": 422,
+    "too_short": 422,
+    "timeout": 422,
+    "audio": 422,
+    "not_found": 404,
+    "busy": 503,
+    "query_timeout": 503,
+    "bad_request": 400,
+    "rate_limited": 429,
+}
+RETRY_AFTER_S = {"busy": 2, "query_timeout": 5}
+MAX_K = 25
+
+SERVICE = web.AppKey("service", Any)
+SETTINGS = web.AppKey("settings", Settings)
+LIMITS = web.AppKey("limits", dict)
+LIVE = web.AppKey("live", dict)
+
+CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+       "frame-src https://open.spotify.com; connect-src 'self'; object-src 'none'; base-uri 'none'")
+
+
+class BadRequest(SynestheteError):
+    kind = "bad_request"
+    user_message = "That request is missing something I need."
+
+
+class RateLimited(SynestheteError):
+    kind = "rate_limited"
+    user_message = "You're going a bit fast; please wait a few seconds and try again."
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited for {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+def status_for(exc: SynestheteError) -> int:
+    if exc.kind in STATUS_BY_KIND:
+        return STATUS_BY_KIND[exc.kind]
+    if isinstance(exc, AudioError):
+        return 422
+    if isinstance(exc, TrackNotFoundError):
+        return 404
+    if isinstance(exc, (StoreError, BusyError, QueryTimeoutError)):
+        return 503
+    return 500
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, SynestheteError):
+        return {"kind": exc.kind, "message": exc.user_message}
+    return {"kind": "internal", "message": SynestheteError.user_message}
+
+
+def error_response(exc: BaseException) -> web.Response:
+    status = status_for(exc) if isinstance(exc, SynestheteError) else 500
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    elif isinstance(exc, SynestheteError) and status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_S.get(exc.kind, 10))
+    return web.json_response({"error": error_body(exc)}, status=status, headers=headers)
+
+
+# ---- middlewares --------------------------------------------------------------------------
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    try:
+        return await handler(request)
+    except SynestheteError as exc:
+        if status_for(exc) >= 500:
+            log.warning("%s %s -> %s: %s", request.method, request.path, exc.kind, exc)
+        else:
+            log.info("%s %s -> %s: %s", request.method, request.path, exc.kind, exc)
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        kind = {413: "too_large", 404: "not_found", 405: "bad_request"}.get(exc.status, "bad_request")
+        message = {413: TooLargeAudioError.user_message,
+                   404: "There is nothing at that address.",
+                   405: "That method isn't allowed here."}.get(exc.status, BadRequest.user_message)
+        return web.json_response({"error": {"kind": kind, "message": message}}, status=exc.status)
+    except Exception:  # a bug of ours: log it whole, say one sentence
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(RuntimeError("internal"))
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler):
+    resp = await handler(request)
+    if resp.prepared:  # a WebSocket: its headers are already sent
+        return resp
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path == "/" or request.path.endswith(".html"):
+        resp.headers.setdefault("Content-Security-Policy", CSP)
+        resp.headers.setdefault("Permissions-Policy", "microphone=(self)")
+    return resp
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def _limit(request: web.Request, bucket: str) -> None:
+    settings = request.app[SETTINGS]
+    wait = request.app[LIMITS][bucket].take(client_ip(request, settings.web_trust_forwarded))
+    if wait > 0:
+        raise RateLimited(wait)
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name}={raw!r}", user_message=f"'{name}' must be a whole number.") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name}={value}", user_message=f"'{name}' must be between {lo} and {hi}.")
+    return value
+
+
+async def _read_capped(stream: Any, cap: int) -> bytes:
+    buf = bytearray()
+    while True:
+        chunk = await stream.read_chunk(64 * 1024) if hasattr(stream, "read_chunk") else await stream.readany()
+        if not chunk:
+            break
+        buf.extend(chunk)
+        if len(buf) > cap:
+            raise TooLargeAudioError(f"request body passed {cap} bytes")
+    return bytes(buf)
+
+
+async def read_audio(request: web.Request) -> bytes:
+    """The uploaded audio: the multipart field ``file`` or the whole raw body, size-capped."""
+    settings = request.app[SETTINGS]
+    cap_request = settings.resolved_web_max_request_bytes
+    cap_file = settings.max_upload_bytes
+    if request.content_length is not None and request.content_length > cap_request:
+        raise TooLargeAudioError(f"Content-Length {request.content_length} > {cap_request}")
+    if request.content_type.startswith("multipart/"):
+        try:
+            reader = await request.multipart()
+            while True:
+                part = await reader.next()
+                if part is None:
+                    break
+                if getattr(part, "name", None) == "file":
+                    return await _read_capped(part, cap_file)
+                await _read_capped(part, cap_request)  # skip other fields, still capped
+        except (ValueError, AssertionError) as exc:  # malformed multipart
+            raise BadRequest(f"bad multipart body: {exc}",
+                             user_message="That upload was malformed; send the audio in a field named 'file'.") from exc
+        raise BadRequest("multipart without a 'file' field",
+                         user_message="Send the audio in a form field named 'file'.")
+    return await _read_capped(request.content, min(cap_request, cap_file))
+
+
+# ---- handlers -----------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    try:
+        about = service.about()
+    except Exception as exc:  # noqa: BLE001 - health says "not ok", never crashes
+        log.warning("health check failed: %s", exc)
+        return web.json_response({"ok": False, "error": error_body(exc)}, status=503)
+    ok = bool(about.get("indexed_tracks"))
+    return web.json_response({"ok": ok, "tracks": about.get("tracks"), "indexed_tracks": about.get("indexed_tracks"),
+                              "model_id": about.get("model_id")}, status=200 if ok else 503)
+
+
+async def api_config(request: web.Request) -> web.Response:
+    """What the page needs to know: limits, and whether listening live is offered."""
+    s = request.app[SETTINGS]
+    return web.json_response({
+        "record_seconds": s.web_record_seconds,
+        "live_interval_s": s.web_live_interval_s,
+        "max_upload_bytes": s.max_upload_bytes,
+        "min_signal_seconds": s.min_signal_seconds,
+        "top_k": s.top_k,
+    })
+
+
+async def recommend(request: web.Request) -> web.Response:
+    _limit(request, "audio")
+    k = _int_param(request, "k", request.app[SETTINGS].top_k, 1, MAX_K)
+    data = await read_audio(request)
+    rec = await request.app[SERVICE].arecommend(data, k)
+    return web.json_response(public_answer(rec))
+
+
+async def similar(request: web.Request) -> web.Response:
+    _limit(request, "search")
+    track_id = request.query.get("track_id", "").strip()
+    if not track_id:
+        raise BadRequest("missing track_id", user_message="Tell me which track: add ?track_id=…")
+    k = _int_param(request, "k", request.app[SETTINGS].top_k, 1, MAX_K)
+    offset = _int_param(request, "offset", 0, 0, 100)
+    rec = await request.app[SERVICE].asimilar_to(track_id, k, offset)
+    return web.json_response(public_answer(rec))
+
+
+async def search(request: web.Request) -> web.Response:
+    _limit(request, "search")
+    if "q" not in request.query:
+        raise BadRequest("missing q", user_message="Type part of a track name: add ?q=…")
+    q = request.query["q"].strip()[:200]
+    limit = _int_param(request, "limit", 10, 1, 25)
+    hits = await request.app[SERVICE].asearch_tracks(q, limit) if q else []
+    return web.json_response({"query": q, "results": [
+        {**public_track(h.track.to_dict()), "title": h.track.title, "score": round(float(h.score), 4)}
+        for h in hits]})
+
+
+async def listen(request: web.Request) -> web.StreamResponse:
+    """Listen live over a WebSocket (see web/live.py for the protocol)."""
+    settings = request.app[SETTINGS]
+    state = request.app[LIVE]
+    if state["open"] >= max(1, settings.web_live_max_sessions):
+        raise BusyError("all live sessions are taken")
+    _limit(request, "audio")
+    ws = web.WebSocketResponse(max_msg_size=live.MAX_FRAME_BYTES, heartbeat=20.0)
+    if not ws.can_prepare(request).ok:
+        raise BadRequest("not a websocket request", user_message="This address is for the page's live listening.")
+    await ws.prepare(request)
+    state["open"] += 1
+    try:
+        session = live.LiveSession(request.app[SERVICE], settings)
+        reason = await live.run_websocket(ws, session, on_error=_ws_error)
+        log.info("live session from %s ended: %s after %.1fs, %d guesses", client_ip(request), reason,
+                 session.elapsed, session.guesses)
+    finally:
+        state["open"] -= 1
+    return ws
+
+
+def _ws_error(exc: Exception) -> dict[str, Any]:
+    if not isinstance(exc, SynestheteError):
+        log.error("live session failed", exc_info=exc)
+    return {"type": "error", **error_body(exc)}
+
+
+# ---- the factory --------------------------------------------------------------------------
+
+
+def create_app(service: Any, settings: Settings | None = None) -> web.Application:
+    """The web application over an open :class:`engine.service.SynestheteService`.
+
+    The caller owns the service (opens and closes it); the app never touches the
+    environment: everything comes from ``settings`` (default: the service's).
+    """
+    settings = settings or service.settings
+    app = web.Application(client_max_size=settings.resolved_web_max_request_bytes,
+                          middlewares=[headers_middleware, errors_middleware])
+    app[SERVICE] = service
+    app[SETTINGS] = settings
+    app[LIMITS] = {
+        "audio": TokenBucket(settings.web_rate_per_minute, settings.web_rate_burst),
+        "search": TokenBucket(settings.web_search_rate_per_minute, settings.web_search_rate_burst),
+    }
+    app[LIVE] = {"open": 0}
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/config", api_config)
+    app.router.add_post("/api/recommend", recommend)
+    app.router.add_get("/api/similar", similar)
+    app.router.add_get("/api/search", search)
+    app.router.add_get("/api/listen", listen)
+    app.router.add_static("/static", STATIC_DIR, append_version=False)
+    return app

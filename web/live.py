@@ -1,0 +1,270 @@
+"""Listen live: a growing recording streamed over a WebSocket, a running guess every few seconds.
+
+How it works, and why:
+
+* The browser's ``MediaRecorder`` (Opus in WebM) emits a chunk every ~second;
+  the chunks, appended, are one valid *growing* WebM stream (the first chunk
+  carries the header, later ones carry clusters).  So the session simply keeps
+  the bytes and, every ``web_live_interval_s`` seconds, decodes the whole
+  accumulated buffer with the engine's normal ``recommend`` — the same decode →
+  fingerprint → embed → search path as an upload, so a live answer and an
+  upload answer of the same audio are the same answer.  Re-decoding from the
+  start costs O(seconds heard) per guess, which for <= 15-20 s recordings is
+  tens of milliseconds of ffmpeg: far simpler than a streaming decoder and
+  immune to chunk boundaries falling mid-frame (ffmpeg keeps the whole frames
+  of a cut-off tail).
+* The work runs off the event loop through ``service.arecommend`` (bounded
+  executor + timeout), and at most one guess per session runs at a time: a slow
+  machine gets fewer guesses, never a queue of stale ones.
+* Listening stops early once the fingerprint identifies the song with confidence
+  >= ``web_live_stop_confidence`` (a phone app's "got it"; see ``STOP_METHODS``); otherwise at
+  ``web_record_seconds`` or when the client says stop, with a final guess on
+  everything heard.
+* Too little signal so far (``too_short`` / ``empty``) is not an error while
+  listening: it only means "keep going".  Other audio errors end the session
+  with the error's one friendly sentence.
+
+Protocol (JSON text frames from the server; see docs/api.md):
+
+    client -> server   binary frames: the recorder's chunks, in order
+                       {"type": "stop"}: recording ended, give the final answer
+    server -> client   {"type": "listening", "seconds": s}
+                       {"type": "guess", "seconds": s, "confident": bool, "answer": {...}}
+                       {"type": "done", "reason": "identified|stopped|max_seconds", "seconds": s,
+                        "confident": bool, "answer": {...} | null}
+                       {"type": "error", "kind": k, "message": one sentence}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import (
+    BusyError,
+    CorruptAudioError,
+    EmptyAudioError,
+    TooLargeAudioError,
+    TooShortAudioError,
+)
+from engine.service import Recommendation
+from engine.settings import Settings
+
+from .answers import public_answer
+
+log = logging.getLogger(__name__)
+
+#: Largest single WebSocket frame accepted (a MediaRecorder chunk is a few KiB).
+MAX_FRAME_BYTES = 1024 * 1024
+#: A client that sends nothing for this long is gone.
+IDLE_TIMEOUT_S = 15.0
+#: Wall-clock grace after ``web_record_seconds`` before the server ends a session itself.
+GRACE_S = 5.0
+
+
+#: Identification methods trusted to stop listening early.  The fingerprint's confidence is
+#: calibrated (a margin over the runner-up in Poisson sigmas); an embedding-only vote is not:
+#: on the dev corpus every wrong early stop (4 of 238 voice messages) was an embedding-only
+#: vote at 0.85-0.92.  A wrong "got it" is worse than listening two more seconds, so an
+#: embedding-only identification is shown as the running guess but never ends the session.
+STOP_METHODS = ("fingerprint", "both")
+
+
+def is_confident(rec: Recommendation | None, stop_confidence: float) -> bool:
+    """True when the recording is identified, by the fingerprint, with at least ``stop_confidence``."""
+    ident = rec.identified if rec is not None else None
+    return bool(ident is not None and ident.confidence >= stop_confidence and ident.method in STOP_METHODS)
+
+
+@dataclass
+class LiveGuess:
+    """What the session thinks after hearing ``seconds`` of audio (``rec`` None: not enough yet)."""
+
+    seconds: float
+    rec: Recommendation | None
+    confident: bool
+
+    def message(self, kind: str = "guess", **extra: Any) -> dict[str, Any]:
+        if self.rec is None and kind == "guess":
+            return {"type": "listening", "seconds": round(self.seconds, 1)}
+        return {"type": kind, "seconds": round(self.seconds, 1), "confident": self.confident,
+                "answer": public_answer(self.rec) if self.rec is not None else None, **extra}
+
+
+class LiveSession:
+    """The accumulated stream of one listener and the guesses made on it.
+
+    Transport-free (the WebSocket handler and ``bench/live_time_to_answer.py``
+    both drive it): ``add(chunk)`` then ``await guess()``.
+    """
+
+    def __init__(self, service: Any, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.service = service
+        self.settings = settings
+        self.clock = clock
+        self.buffer = bytearray()
+        self.max_bytes = settings.max_upload_bytes
+        self.started_at: float | None = None
+        self.guessed_bytes = 0  # buffer length at the last guess
+        self.best: LiveGuess | None = None
+        self.guesses = 0
+
+    # ---- input ------------------------------------------------------------------
+
+    def add(self, chunk: bytes) -> None:
+        if self.started_at is None:
+            self.started_at = self.clock()
+        if len(self.buffer) + len(chunk) > self.max_bytes:
+            raise TooLargeAudioError(f"live stream passed {self.max_bytes} bytes")
+        self.buffer.extend(chunk)
+
+    @property
+    def elapsed(self) -> float:
+        return 0.0 if self.started_at is None else self.clock() - self.started_at
+
+    @property
+    def has_new_audio(self) -> bool:
+        return len(self.buffer) > self.guessed_bytes
+
+    # ---- guessing ---------------------------------------------------------------
+
+    async def guess(self) -> LiveGuess:
+        """Recommend on everything heard so far, off the event loop.
+
+        Raises the engine's typed errors, except "not enough signal yet", which
+        gives a guess with ``rec=None``.
+        """
+        data = bytes(self.buffer)
+        self.guessed_bytes = len(data)
+        self.guesses += 1
+        try:
+            rec = await self.service.arecommend(data)
+        except (TooShortAudioError, EmptyAudioError):
+            return LiveGuess(self.elapsed, None, False)
+        except CorruptAudioError:
+            # a stream cut before its first whole frame reads as damaged: keep listening a while
+            if self.elapsed < self.settings.min_signal_seconds * 2 + self.settings.web_live_interval_s:
+                return LiveGuess(self.elapsed, None, False)
+            raise
+        g = LiveGuess(float(rec.query_seconds or self.elapsed), rec,
+                      is_confident(rec, self.settings.web_live_stop_confidence))
+        if self.best is None or _rank(g) >= _rank(self.best):
+            self.best = g
+        return g
+
+
+def _rank(g: LiveGuess) -> tuple[int, float]:
+    """Later guesses hear more, so they win unless an earlier one was identified and this one is not."""
+    ident = g.rec is not None and g.rec.identified is not None
+    return (1 if ident else 0, g.seconds)
+
+
+async def run_websocket(ws: Any, session: LiveSession, *, on_error: Callable[[Exception], dict]) -> str:
+    """Drive one live session over an open aiohttp WebSocket; returns why it ended.
+
+    Receiving and guessing overlap: chunks keep arriving while a guess runs.
+    """
+    from aiohttp import WSMsgType
+
+    settings = session.settings
+    interval = max(0.5, settings.web_live_interval_s)
+    deadline = settings.web_record_seconds + GRACE_S
+    send_lock = asyncio.Lock()
+    state = {"reason": "stopped", "done": False}
+    running: asyncio.Task | None = None
+    last_guess_at = 0.0
+
+    async def send(msg: dict) -> None:
+        if ws.closed:
+            return
+        async with send_lock:
+            try:
+                await ws.send_json(msg)
+            except (ConnectionError, RuntimeError):
+                pass
+
+    async def one_guess() -> None:
+        try:
+            g = await session.guess()
+        except BusyError as exc:
+            await send({"type": "status", "kind": exc.kind, "message": exc.user_message})
+            return
+        except Exception as exc:  # noqa: BLE001 - every error becomes one sentence
+            state.update(done=True, reason="error")
+            await send(on_error(exc))
+            await ws.close()
+            return
+        if g.confident:
+            state.update(done=True, reason="identified")
+            await send(g.message("done", reason="identified"))
+            await ws.close()
+        elif g.seconds >= settings.web_record_seconds:
+            state.update(done=True, reason="max_seconds")
+            if session.best is None:
+                await send(on_error(TooShortAudioError("nothing decodable by the end of the recording")))
+            else:
+                await send(session.best.message("done", reason="max_seconds"))
+            await ws.close()
+        else:
+            await send(g.message())
+
+    try:
+        while not state["done"]:
+            try:
+                msg = await asyncio.wait_for(ws.receive(), timeout=IDLE_TIMEOUT_S)
+            except TimeoutError:
+                state["reason"] = "idle"
+                break
+            if msg.type == WSMsgType.BINARY:
+                try:
+                    session.add(msg.data)
+                except TooLargeAudioError as exc:
+                    state.update(done=True, reason="error")
+                    await send(on_error(exc))
+                    break
+                now = session.elapsed
+                if (running is None or running.done()) and now - last_guess_at >= interval \
+                        and now >= min(interval, settings.min_signal_seconds):
+                    last_guess_at = now
+                    running = asyncio.create_task(one_guess())
+                if now > deadline:
+                    state["reason"] = "max_seconds"
+                    break
+            elif msg.type == WSMsgType.TEXT:
+                if msg.data.strip().lower() in ('{"type":"stop"}', '{"type": "stop"}', "stop"):
+                    state["reason"] = "stopped"
+                    break
+            else:  # CLOSE, CLOSING, CLOSED, ERROR
+                state.update(done=True, reason="closed")
+                break
+        if running is not None and not running.done():
+            await running
+        if not state["done"] and not ws.closed:
+            # the final answer on everything heard
+            if session.has_new_audio or session.best is None:
+                try:
+                    g = await session.guess()
+                    final = g if g.rec is not None else (session.best or g)
+                    if session.best is not None and _rank(session.best) > _rank(final):
+                        final = session.best
+                except Exception as exc:  # noqa: BLE001
+                    if session.best is None:
+                        await send(on_error(exc))
+                        return "error"
+                    final = session.best
+            else:
+                final = session.best
+            if final.rec is None:
+                await send(on_error(TooShortAudioError("stream ended before enough signal")))
+            else:
+                await send(final.message("done", reason=state["reason"]))
+    finally:
+        if running is not None and not running.done():
+            running.cancel()
+        if not ws.closed:
+            await ws.close()
+    return state["reason"]

@@ -1,0 +1,70 @@
+"""``synesthete-web``: open the engine and serve the page + API on localhost.
+
+    synesthete-web [--host 127.0.0.1] [--port 8080] [--env-file .env] [--log-level INFO]
+
+Exit codes: 0 clean stop, 1 the engine could not open (no index yet, index in
+use by another process), 2 configuration wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from engine.errors import SynestheteError
+from engine.settings import Settings
+
+log = logging.getLogger("web")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="synesthete-web",
+                                description="Serve the Synesthete web page and JSON API (see docs/web.md).")
+    p.add_argument("--host", default=None, help="address to bind (default SYNESTHETE_WEB_HOST = 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default SYNESTHETE_WEB_PORT = 8080)")
+    p.add_argument("--env-file", default=".env", help="settings file read under the real environment")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    args = p.parse_args(argv)
+
+    try:
+        settings = Settings.from_env(env_file=args.env_file)
+    except ValueError as exc:
+        print(f"synesthete-web: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = args.host or settings.web_host
+    port = settings.web_port if args.port is None else args.port
+
+    from aiohttp import web
+
+    from engine.service import SynestheteService
+
+    from .app import create_app
+
+    try:
+        service = SynestheteService(settings)
+    except SynestheteError as exc:
+        print(f"synesthete-web: {exc.user_message}\n  ({exc})\n"
+              "  Build an index first: synesthete-index build --audio DIR  (or synesthete-index demo)",
+              file=sys.stderr)
+        return 1
+    try:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("listening on %s: reachable from other machines; browsers only allow the microphone "
+                        "over https (put a TLS reverse proxy in front)", host)
+        print(f"synesthete-web: open http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/",
+              flush=True)
+        web.run_app(create_app(service, settings), host=host, port=port, print=None,
+                    access_log_format='%a "%r" %s %b %Tfs')
+    except OSError as exc:
+        print(f"synesthete-web: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    finally:
+        service.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+// Synesthete's page: record / listen live / upload / search -> the JSON API. Plain JS, no build step.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    record: $("record"), live: $("live"), meterWrap: $("meter-wrap"), meterBar: $("meter-bar"),
+    countdown: $("countdown"), recMax: $("rec-max"), drop: $("drop"), file: $("file"),
+    search: $("search"), suggestions: $("suggestions"), status: $("status"), error: $("error"),
+    answer: $("answer"), headline: $("headline"), results: $("results"), about: $("about"),
+  };
+  const config = { record_seconds: 15, live_interval_s: 2, max_upload_bytes: 25 * 1024 * 1024, top_k: 5 };
+  const MSG = {
+    offline: "I can't reach the server right now; check your connection and try again.",
+    mic_denied: "I need permission to use the microphone; allow it in your browser and try again.",
+    no_mic: "Recording needs a microphone and a secure (https) page here; you can still upload a file.",
+    no_recorder: "This browser can't record audio; please upload a file instead.",
+    lost: "The connection dropped before I could answer; please try again.",
+    too_large: "That file is too large for me; please send a shorter clip.",
+    internal: "Something went wrong on our side; please try again later.",
+  };
+  let busy = false;       // a query is in flight (one at a time)
+  let capture = null;     // the running recording, if any
+
+  // ---- small helpers ---------------------------------------------------------------------
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(props)) {
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v);
+    }
+    for (const c of children) if (c != null) node.append(c);
+    return node;
+  }
+  function status(text) { ui.status.textContent = text || ""; }
+  function showError(text) {
+    ui.error.textContent = text;
+    ui.error.hidden = !text;
+    if (text) status("");
+  }
+  function setBusy(on) {
+    busy = on;
+    ui.file.disabled = on;
+    if (!capture) { ui.record.disabled = on; ui.live.disabled = on; }
+  }
+  async function apiJson(resp) {
+    let body = null;
+    try { body = await resp.json(); } catch (_) { /* not JSON */ }
+    if (!resp.ok) {
+      const msg = body && body.error && body.error.message;
+      throw new Error(msg || (resp.status === 413 ? MSG.too_large : MSG.internal));
+    }
+    return body;
+  }
+  async function call(url, opts) {
+    let resp;
+    try { resp = await fetch(url, opts); } catch (_) { throw new Error(MSG.offline); }
+    return apiJson(resp);
+  }
+
+  // ---- the answer ------------------------------------------------------------------------
+
+  const isSpotifyTrack = (link) => /^https:\/\/open\.spotify\.com\/track\/[0-9A-Za-z]{22}$/.test(link || "");
+
+  function trackItem(t) {
+    const pct = Math.max(0, Math.min(100, Math.round(t.similarity * 100)));
+    const bar = el("b");
+    bar.style.width = `${pct}%`; // CSSOM, not a style attribute: allowed by the page's CSP
+    const actions = el("div", { class: "actions" },
+      el("a", { class: "spotify", href: t.link, target: "_blank", rel: "noopener noreferrer",
+                text: isSpotifyTrack(t.link) ? "Open in Spotify" : "Find on Spotify" }));
+    const meta = el("span", { class: "meta" },
+      ...(t.genres || []).slice(0, 3).map((g) => el("span", { class: "chip genre", text: g })),
+      el("span", { class: "sim", title: "similarity" },
+        el("i", {}, bar), el("span", { class: "similarity", text: `${pct}%` })));
+    const li = el("li", { class: "track", "data-track-id": t.track_id },
+      el("span", { class: "name", text: t.name }),
+      actions,
+      el("span", { class: "artist", text: t.artist || "Unknown artist" }),
+      meta);
+    if (isSpotifyTrack(t.link)) {
+      // the Spotify player loads only when asked: no third-party request until the listener wants it
+      meta.append(el("button", { type: "button", class: "mini play", text: "▶ Play",
+                                 onclick: () => toggleEmbed(li, t) }));
+    }
+    meta.append(el("button", { type: "button", class: "mini more", text: "More like this",
+                               onclick: () => similar(t.track_id, t.name) }));
+    return li;
+  }
+
+  function toggleEmbed(li, t) {
+    const open = li.querySelector(".embed");
+    document.querySelectorAll(".embed").forEach((e) => e.remove());
+    if (open) return;
+    const id = t.link.split("/track/")[1];
+    li.append(el("div", { class: "embed" },
+      el("iframe", { src: `https://open.spotify.com/embed/track/${encodeURIComponent(id)}`, loading: "lazy",
+                     allow: "encrypted-media; clipboard-write", title: `Spotify player: ${t.name}` })));
+  }
+
+  function render(ans, { guess = false, heard = null } = {}) {
+    ui.headline.replaceChildren();
+    ui.headline.classList.toggle("guess", guess);
+    const id = ans.identified;
+    if (id) {
+      ui.headline.append(el("div", { id: "sounds-like", class: "sounds-like" },
+        guess ? "Could be " : "Sounds like ", el("b", { text: id.name }), ` by ${id.artist || "an unknown artist"}`),
+        el("span", { class: "sub", text: `${Math.round(id.confidence * 100)}% sure` +
+          (heard ? ` after ${heard.toFixed(0)} s` : "") + " · five more that feel like it:" }));
+    } else if (ans.seed) {
+      ui.headline.append(el("div", { class: "seed" }, "Like ", el("b", { text: ans.seed.name }),
+        ` by ${ans.seed.artist || "an unknown artist"}:`));
+    } else {
+      ui.headline.append(el("div", { text: guess ? "Listening… closest so far:" :
+        "I don't know that exact recording, but these sound like it:" }));
+    }
+    ui.results.replaceChildren(...(ans.results || []).map(trackItem));
+    const wasHidden = ui.answer.hidden;
+    ui.answer.hidden = false;
+    if (wasHidden || !guess) ui.answer.scrollIntoView({ behavior: "smooth", block: "start" });
+  }
+
+  // ---- recommend from audio (record / upload) ---------------------------------------------
+
+  async function recommend(blob, filename) {
+    if (busy) return;
+    showError("");
+    if (blob.size > config.max_upload_bytes) { showError(MSG.too_large); return; }
+    setBusy(true);
+    status("Listening to it…");
+    try {
+      const form = new FormData();
+      form.append("file", blob, filename);
+      render(await call("/api/recommend", { method: "POST", body: form }));
+      status("");
+    } catch (e) {
+      showError(e.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function similar(trackId, name) {
+    if (busy) return;
+    showError("");
+    setBusy(true);
+    status(`Finding songs like ${name}…`);
+    try {
+      render(await call(`/api/similar?track_id=${encodeURIComponent(trackId)}`));
+      status("");
+    } catch (e) {
+      showError(e.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  // ---- microphone: level meter, countdown, MediaRecorder ----------------------------------
+
+  function pickMime() {
+    if (!window.MediaRecorder) return null;
+    for (const m of ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/webm", "audio/mp4"]) {
+      if (MediaRecorder.isTypeSupported && MediaRecorder.isTypeSupported(m)) return m;
+    }
+    return "";
+  }
+
+  async function startCapture({ timeslice, onChunk, onStop }) {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) throw new Error(MSG.no_mic);
+    const mime = pickMime();
+    if (mime === null) throw new Error(MSG.no_recorder);
+    let stream;
+    try {
+      // music, not speech: no echo cancellation, noise suppression or automatic gain
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+    } catch (e) {
+      throw new Error(e && e.name === "NotAllowedError" ? MSG.mic_denied : MSG.no_mic);
+    }
+    const rec = new MediaRecorder(stream, mime ? { mimeType: mime, audioBitsPerSecond: 64000 } : {});
+    const chunks = [];
+    const cap = { rec, stream, mime: rec.mimeType || mime || "audio/webm", chunks, stopped: false };
+    // level meter: RMS of the analyser's waveform, drawn every frame
+    try {
+      const Ctx = window.AudioContext || window.webkitAudioContext;
+      cap.ctx = new Ctx();
+      const an = cap.ctx.createAnalyser();
+      an.fftSize = 1024;
+      cap.ctx.createMediaStreamSource(stream).connect(an);
+      const buf = new Float32Array(an.fftSize);
+      const draw = () => {
+        if (cap.stopped) return;
+        an.getFloatTimeDomainData(buf);
+        let s = 0;
+        for (let i = 0; i < buf.length; i++) s += buf[i] * buf[i];
+        const db = 20 * Math.log10(Math.sqrt(s / buf.length) + 1e-8);
+        ui.meterBar.style.width = `${Math.max(0, Math.min(100, (db + 60) * 100 / 60))}%`;
+        cap.raf = requestAnimationFrame(draw);
+      };
+      draw();
+    } catch (_) { /* no Web Audio: recording still works, without a meter */ }
+    rec.ondataavailable = (ev) => {
+      if (ev.data && ev.data.size) { chunks.push(ev.data); if (onChunk) onChunk(ev.data); }
+    };
+    rec.onstop = () => { finishCapture(cap); onStop(cap); };
+    const limit = config.record_seconds;
+    const t0 = performance.now();
+    const tick = () => {
+      const left = Math.max(0, limit - (performance.now() - t0) / 1000);
+      ui.countdown.textContent = `${left.toFixed(0)} s left`;
+      if (left <= 0) stopCapture();
+    };
+    cap.timer = setInterval(tick, 200);
+    tick();
+    ui.meterWrap.hidden = false;
+    rec.start(timeslice);
+    cap.t0 = t0;
+    capture = cap;
+    return cap;
+  }
+
+  function stopCapture() {
+    if (capture && capture.rec.state !== "inactive") capture.rec.stop();
+  }
+
+  function finishCapture(cap) {
+    cap.stopped = true;
+    clearInterval(cap.timer);
+    if (cap.raf) cancelAnimationFrame(cap.raf);
+    cap.stream.getTracks().forEach((t) => t.stop());
+    if (cap.ctx) cap.ctx.close().catch(() => {});
+    ui.meterWrap.hidden = true;
+    ui.meterBar.style.width = "0";
+    ui.record.textContent = "● Record";
+    ui.live.textContent = "◉ Listen live";
+    ui.record.classList.remove("recording");
+    ui.live.classList.remove("recording");
+    capture = null;
+    ui.record.disabled = busy;
+    ui.live.disabled = busy;
+  }
+
+  const extFor = (mime) => (mime.includes("ogg") ? "ogg" : mime.includes("mp4") ? "m4a" : "webm");
+
+  async function onRecord() {
+    if (capture) { if (capture.kind === "record") stopCapture(); return; }
+    if (busy) return;
+    showError("");
+    try {
+      const cap = await startCapture({
+        timeslice: 1000,
+        onStop: (c) => recommend(new Blob(c.chunks, { type: c.mime }), `recording.${extFor(c.mime)}`),
+      });
+      cap.kind = "record";
+      ui.record.textContent = "■ Stop";
+      ui.record.classList.add("recording");
+      ui.live.disabled = true;
+      status("Recording… hold the phone near the music.");
+    } catch (e) {
+      showError(e.message);
+    }
+  }
+
+  // ---- listen live: stream chunks over a WebSocket, show running guesses ----------------------
+
+  async function onLive() {
+    if (capture) { if (capture.kind === "live") stopCapture(); return; }
+    if (busy) return;
+    showError("");
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/listen`;
+    let ws;
+    try { ws = new WebSocket(url); } catch (_) { showError(MSG.offline); return; }
+    ws.binaryType = "arraybuffer";
+    let finished = false;
+    let cap = null;
+    const pending = [];
+    const send = (data) => { if (ws.readyState === WebSocket.OPEN) ws.send(data); else pending.push(data); };
+    const end = () => { finished = true; setBusy(false); if (capture === cap) stopCapture(); };
+    ws.onopen = () => { while (pending.length) ws.send(pending.shift()); };
+    ws.onmessage = (ev) => {
+      let m;
+      try { m = JSON.parse(ev.data); } catch (_) { return; }
+      if (m.type === "listening") status(`Listening… ${Math.round(m.seconds)} s`);
+      else if (m.type === "status") status(m.message);
+      else if (m.type === "guess") {
+        render(m.answer, { guess: true, heard: m.seconds });
+        status(`Listening… ${Math.round(m.seconds)} s`);
+      } else if (m.type === "done") {
+        if (m.answer) render(m.answer, { heard: m.seconds });
+        status(m.reason === "identified" ? `Got it in ${Math.round(m.seconds)} s.` : "");
+        end();
+      } else if (m.type === "error") {
+        showError(m.message);
+        end();
+      }
+    };
+    ws.onerror = () => {};
+    ws.onclose = () => {
+      if (!finished) { finished = true; showError(MSG.lost); setBusy(false); if (capture === cap) stopCapture(); }
+    };
+    try {
+      cap = await startCapture({
+        timeslice: 1000,
+        onChunk: (blob) => { if (!finished) send(blob); },
+        // the recorder's last chunk arrives before onstop, so "stop" follows every byte
+        onStop: () => { if (!finished) { send(JSON.stringify({ type: "stop" })); status("Thinking…"); } },
+      });
+      cap.kind = "live";
+      setBusy(true);
+      ui.live.disabled = false;
+      ui.live.textContent = "■ Stop";
+      ui.live.classList.add("recording");
+      ui.record.disabled = true;
+      status("Listening…");
+    } catch (e) {
+      finished = true;
+      ws.close();
+      showError(e.message);
+    }
+  }
+
+  // ---- upload, drag and drop ---------------------------------------------------------------
+
+  function onFiles(files) {
+    const f = files && files[0];
+    if (f) recommend(f, f.name);
+  }
+  ui.file.addEventListener("change", () => { onFiles(ui.file.files); ui.file.value = ""; });
+  for (const ev of ["dragenter", "dragover"]) {
+    ui.drop.addEventListener(ev, (e) => { e.preventDefault(); ui.drop.classList.add("over"); });
+  }
+  for (const ev of ["dragleave", "drop"]) {
+    ui.drop.addEventListener(ev, (e) => { e.preventDefault(); ui.drop.classList.remove("over"); });
+  }
+  ui.drop.addEventListener("drop", (e) => onFiles(e.dataTransfer && e.dataTransfer.files));
+
+  // ---- search with autocomplete ------------------------------------------------------------
+
+  let searchTimer = null;
+  let searchAbort = null;
+  let hits = [];
+  let active = -1;
+
+  function closeSuggestions() {
+    ui.suggestions.hidden = true;
+    ui.search.setAttribute("aria-expanded", "false");
+    active = -1;
+  }
+  function showSuggestions() {
+    ui.suggestions.replaceChildren(...hits.map((h, i) => el("li", {
+      role: "option", id: `opt-${i}`, "aria-selected": String(i === active), "data-track-id": h.track_id,
+      onmousedown: (e) => { e.preventDefault(); choose(i); },
+    }, h.name, el("small", { text: h.artist || "" }))));
+    ui.suggestions.hidden = hits.length === 0;
+    ui.search.setAttribute("aria-expanded", String(hits.length > 0));
+    if (active >= 0) ui.search.setAttribute("aria-activedescendant", `opt-${active}`);
+    else ui.search.removeAttribute("aria-activedescendant");
+  }
+  function choose(i) {
+    const h = hits[i];
+    if (!h) return;
+    ui.search.value = h.title || h.name;
+    closeSuggestions();
+    similar(h.track_id, h.name);
+  }
+  async function suggest(q) {
+    if (searchAbort) searchAbort.abort();
+    searchAbort = new AbortController();
+    try {
+      const resp = await fetch(`/api/search?q=${encodeURIComponent(q)}&limit=8`, { signal: searchAbort.signal });
+      if (resp.status === 429) return; // typing fast: the next keystroke will try again
+      const body = await apiJson(resp);
+      if (ui.search.value.trim() !== q) return;
+      hits = body.results || [];
+      active = -1;
+      showSuggestions();
+    } catch (e) {
+      if (e.name !== "AbortError") { hits = []; closeSuggestions(); }
+    }
+  }
+  ui.search.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    const q = ui.search.value.trim();
+    if (!q) { hits = []; closeSuggestions(); return; }
+    searchTimer = setTimeout(() => suggest(q), 150);
+  });
+  ui.search.addEventListener("keydown", (e) => {
+    if (e.key === "ArrowDown" && hits.length) { active = (active + 1) % hits.length; showSuggestions(); e.preventDefault(); }
+    else if (e.key === "ArrowUp" && hits.length) { active = (active - 1 + hits.length) % hits.length; showSuggestions(); e.preventDefault(); }
+    else if (e.key === "Enter") { e.preventDefault(); choose(active >= 0 ? active : 0); }
+    else if (e.key === "Escape") closeSuggestions();
+  });
+  ui.search.addEventListener("blur", () => setTimeout(closeSuggestions, 150));
+
+  // ---- start -------------------------------------------------------------------------------
+
+  ui.record.addEventListener("click", onRecord);
+  ui.live.addEventListener("click", onLive);
+  fetch("/api/config").then((r) => (r.ok ? r.json() : null)).then((c) => {
+    if (c) Object.assign(config, c);
+    ui.recMax.textContent = String(Math.round(config.record_seconds));
+  }).catch(() => {});
+  fetch("/healthz").then((r) => r.json()).then((h) => {
+    if (h && h.indexed_tracks != null) ui.about.textContent = `${h.indexed_tracks} songs in the catalogue`;
+  }).catch(() => {});
+  document.body.dataset.ready = "1";
+})();
