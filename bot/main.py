@@ -9,6 +9,7 @@ Exit codes: 0 clean stop, 1 the engine or Discord refused, 2 configuration missi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
@@ -57,12 +58,36 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _serve(bot, service, settings: Settings, *, with_web: bool) -> None:
+    """Run the bot, and the web app on the same event loop and engine when asked."""
+    runner = None
+    if with_web:
+        from aiohttp import web
+
+        from web.app import create_app
+
+        runner = web.AppRunner(create_app(service, settings))
+        await runner.setup()
+        await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+        print(f"synesthete-bot: web page on http://{settings.web_host}:{settings.web_port}/", flush=True)
+    try:
+        async with bot:
+            await bot.start(settings.discord_token)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="synesthete-bot", description="The Synesthete Discord bot.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     parser.add_argument("--env-file", default=".env", help="settings file read under the real environment")
     sub = parser.add_subparsers(dest="cmd")
-    sub.add_parser("run", help="run the bot (the default)")
+    run_p = sub.add_parser("run", help="run the bot (the default)")
+    for p_ in (parser, run_p):
+        p_.add_argument("--with-web", action="store_true",
+                        help="also serve the web page/API in this process (milvus-lite allows one process per "
+                             "index, so the bot and the web page share one engine)")
     exp = sub.add_parser("export-feedback", help="write the stored answers and votes as CSV or JSON")
     exp.add_argument("out", help="output file (.csv or .json)")
     exp.add_argument("--format", choices=("csv", "json"), default=None)
@@ -110,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         bot = SynestheteBot(settings, service)
-        bot.run(settings.discord_token, log_handler=None)
+        try:
+            asyncio.run(_serve(bot, service, settings, with_web=getattr(args, "with_web", False)))
+        except KeyboardInterrupt:
+            print("synesthete-bot: stopped", file=sys.stderr)
     except discord.LoginFailure:
         print("synesthete-bot: Discord refused DISCORD_TOKEN (wrong or reset). Copy a fresh token from the "
               "Developer Portal (Bot -> Reset Token) into .env.", file=sys.stderr)
