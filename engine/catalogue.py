@@ -227,9 +227,18 @@ CREATE TABLE IF NOT EXISTS tracks (
     audio_path  TEXT,
     -- the same song listed twice (Kaggle has such rows under different ids)
     dedup_key   TEXT NOT NULL,
-    search_text TEXT NOT NULL
+    -- fold("title artist"): what name search matches (FTS5 trigram) and ranks
+    search_text TEXT NOT NULL,
+    -- fold("artist title"): the other order, for anchored prefixes ("beyonce hal...")
+    artist_text TEXT NOT NULL DEFAULT '',
+    -- the FTS rowid: popularity << 40 | a sequence number, so FTS5 can walk the
+    -- matches most-popular-first and stop at a LIMIT (see CatalogueDB.search)
+    search_rowid INTEGER
 );
 CREATE INDEX IF NOT EXISTS tracks_dedup ON tracks(dedup_key);
+CREATE UNIQUE INDEX IF NOT EXISTS tracks_search_rowid ON tracks(search_rowid);
+CREATE INDEX IF NOT EXISTS tracks_search_text ON tracks(search_text);
+CREATE INDEX IF NOT EXISTS tracks_artist_text ON tracks(artist_text);
 -- what is in the vector index for this track: the audio's identity + the model
 CREATE TABLE IF NOT EXISTS indexed (
     track_key   INTEGER PRIMARY KEY,
@@ -240,19 +249,33 @@ CREATE TABLE IF NOT EXISTS indexed (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS tracks_fts USING fts5(
-    search_text, content='tracks', content_rowid='track_key', tokenize='trigram'
+    search_text, content='tracks', content_rowid='search_rowid', tokenize='trigram'
 );
 CREATE TRIGGER IF NOT EXISTS tracks_ai AFTER INSERT ON tracks BEGIN
-  INSERT INTO tracks_fts(rowid, search_text) VALUES (new.track_key, new.search_text);
+  INSERT INTO tracks_fts(rowid, search_text) VALUES (new.search_rowid, new.search_text);
 END;
 CREATE TRIGGER IF NOT EXISTS tracks_ad AFTER DELETE ON tracks BEGIN
-  INSERT INTO tracks_fts(tracks_fts, rowid, search_text) VALUES ('delete', old.track_key, old.search_text);
+  INSERT INTO tracks_fts(tracks_fts, rowid, search_text) VALUES ('delete', old.search_rowid, old.search_text);
 END;
 CREATE TRIGGER IF NOT EXISTS tracks_au AFTER UPDATE ON tracks BEGIN
-  INSERT INTO tracks_fts(tracks_fts, rowid, search_text) VALUES ('delete', old.track_key, old.search_text);
-  INSERT INTO tracks_fts(rowid, search_text) VALUES (new.track_key, new.search_text);
+  INSERT INTO tracks_fts(tracks_fts, rowid, search_text) VALUES ('delete', old.search_rowid, old.search_text);
+  INSERT INTO tracks_fts(rowid, search_text) VALUES (new.search_rowid, new.search_text);
 END;
 """
+
+
+_SEQ_BITS = 40
+#: words of a query that go into the FTS5 AND (the longest; the ranking uses all of them)
+MAX_FTS_WORDS = 3
+_SEQ_MASK = (1 << _SEQ_BITS) - 1
+
+
+def _search_rowid(popularity: int, seq: int) -> int:
+    return (max(0, min(int(popularity), 1000)) << _SEQ_BITS) | (seq & _SEQ_MASK)
+
+
+def _fts_phrase(token: str) -> str:
+    return '"' + token.replace('"', '""') + '"'
 
 
 def dedup_key(track: Track) -> str:
@@ -281,6 +304,7 @@ class CatalogueDB:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
                 self._conn.execute("PRAGMA journal_mode=WAL")
+                self._migrate()
                 self._conn.executescript(_SCHEMA)
                 self._conn.commit()
         except sqlite3.OperationalError as exc:
@@ -289,28 +313,72 @@ class CatalogueDB:
             raise StoreError(f"cannot open catalogue {self.path}: {exc}") from exc
         self._conn.row_factory = sqlite3.Row
         self._cache: dict[int, Track] = {}
+        self._next_seq: int | None = None
+        self._vocab: tuple[int, dict[int, list[str]]] | None = None
+        cols = {r[1] for r in self._conn.execute("PRAGMA table_info(tracks)")}
+        #: an index built before search_rowid existed, opened read-only: search still works, slower
+        self._fts_rowid = "search_rowid" if "search_rowid" in cols else "track_key"
+        self._has_artist_text = "artist_text" in cols
+
+    def _migrate(self) -> None:
+        """Catalogues written before search_rowid/artist_text: add them and rebuild the FTS index."""
+        cols = {r[1] for r in self._conn.execute("PRAGMA table_info(tracks)")}
+        if not cols or "search_rowid" in cols:
+            return
+        log.info("upgrading %s for fast name search (one-off)", self.path)
+        with self._conn:
+            for trig in ("tracks_ai", "tracks_ad", "tracks_au"):
+                self._conn.execute(f"DROP TRIGGER IF EXISTS {trig}")
+            self._conn.execute("DROP TABLE IF EXISTS tracks_fts")
+            self._conn.execute("ALTER TABLE tracks ADD COLUMN artist_text TEXT NOT NULL DEFAULT ''")
+            self._conn.execute("ALTER TABLE tracks ADD COLUMN search_rowid INTEGER")
+            rows = self._conn.execute("SELECT track_key, name, artist, popularity FROM tracks").fetchall()
+            self._conn.executemany(
+                "UPDATE tracks SET artist_text=?, search_rowid=? WHERE track_key=?",
+                [(fold(f"{a} {n}"), _search_rowid(p, i + 1), k) for i, (k, n, a, p) in enumerate(rows)])
+        self._conn.executescript(_SCHEMA)
+        with self._conn:
+            self._conn.execute("INSERT INTO tracks_fts(tracks_fts) VALUES ('rebuild')")
 
     # ---- writing --------------------------------------------------------------
 
     def upsert_tracks(self, tracks: Iterable[Track]) -> int:
-        rows = [
-            (t.track_key, t.track_id, t.name, t.artist, json.dumps(t.genres, ensure_ascii=False), t.popularity,
-             t.duration_ms, t.link_kind, t.audio_path, dedup_key(t), fold(f"{t.name} {t.artist}"))
-            for t in tracks
-        ]
+        tracks = list(tracks)
         with self._lock, self._conn:
+            # a track keeps its sequence number; new tracks get the next ones
+            seqs: dict[int, int] = {}
+            keys = [t.track_key for t in tracks]
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                q = f"SELECT track_key, search_rowid FROM tracks WHERE track_key IN ({','.join('?' * len(chunk))})"
+                seqs.update({k: r & _SEQ_MASK for k, r in self._conn.execute(q, chunk) if r is not None})
+            if self._next_seq is None:
+                top = self._conn.execute("SELECT MAX(search_rowid & ?) FROM tracks", (_SEQ_MASK,)).fetchone()[0]
+                self._next_seq = int(top or 0) + 1
+            rows = []
+            for t in tracks:
+                seq = seqs.get(t.track_key)
+                if seq is None:
+                    seq = seqs[t.track_key] = self._next_seq
+                    self._next_seq += 1
+                rows.append((t.track_key, t.track_id, t.name, t.artist, json.dumps(t.genres, ensure_ascii=False),
+                             t.popularity, t.duration_ms, t.link_kind, t.audio_path, dedup_key(t),
+                             fold(f"{t.name} {t.artist}"), fold(f"{t.artist} {t.name}"),
+                             _search_rowid(t.popularity, seq)))
             self._conn.executemany(
                 """INSERT INTO tracks(track_key, track_id, name, artist, genres, popularity, duration_ms,
-                                      link_kind, audio_path, dedup_key, search_text)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                                      link_kind, audio_path, dedup_key, search_text, artist_text, search_rowid)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT(track_key) DO UPDATE SET
                      name=excluded.name, artist=excluded.artist, genres=excluded.genres,
                      popularity=excluded.popularity, duration_ms=excluded.duration_ms,
                      link_kind=excluded.link_kind, audio_path=excluded.audio_path,
-                     dedup_key=excluded.dedup_key, search_text=excluded.search_text""",
+                     dedup_key=excluded.dedup_key, search_text=excluded.search_text,
+                     artist_text=excluded.artist_text, search_rowid=excluded.search_rowid""",
                 rows,
             )
         self._cache.clear()
+        self._vocab = None
         return len(rows)
 
     def delete_tracks(self, keys: Iterable[int]) -> None:
@@ -319,6 +387,7 @@ class CatalogueDB:
             self._conn.executemany("DELETE FROM tracks WHERE track_key=?", [(k,) for k in keys])
             self._conn.executemany("DELETE FROM indexed WHERE track_key=?", [(k,) for k in keys])
         self._cache.clear()
+        self._vocab = None
 
     def mark_indexed(self, track_key: int, audio_sig: str, model_id: str, n_segments: int) -> None:
         from datetime import datetime, timezone
@@ -397,48 +466,46 @@ class CatalogueDB:
             yield self._row_to_track(r)
 
     def search(self, text: str, limit: int = 10) -> list[SearchHit]:
-        """Prefix + typo-tolerant name search (title and artist), best first.
+        """Prefix + typo/accent-tolerant name search (title and artist), best match first.
 
-        Substring matches come from FTS5's trigram index; a typo breaks a few
-        trigrams but keeps most, so candidates are gathered by trigram overlap
-        (OR of the query's trigrams) and then re-ranked by rapidfuzz's token
-        similarity, then popularity.  Duplicates (same artist + title) show once.
+        Candidates, each step bounded (p95 < 20 ms at 232k tracks, docs/performance.md):
+        1. anchored prefixes of "title artist" and "artist title" (B-tree range scans);
+        2. every query word (3+ letters) as a substring, in any order: FTS5 trigram
+           AND query walked in rowid order = most popular first, stopped at a LIMIT;
+        3. only when 1-2 found too few good matches: words that look misspelt are
+           widened to their nearest catalogue words (rapidfuzz over the vocabulary,
+           "metalica" -> metallica), then the same AND query; finally any word (OR).
+        Ranked by rapidfuzz match quality (all words covered, whole-string closeness,
+        prefix bonus), then popularity; duplicates (same artist + title) show once.
         """
-        from rapidfuzz import fuzz
-
         limit = max(1, min(int(limit), 25))
         q = fold(text)
         if not q:
             return []
-        candidates: dict[int, sqlite3.Row] = {}
+        tokens = q.split()
+        # the longest words (3+ letters) select; more words only add FTS work, the ranking uses all
+        words = sorted({t for t in tokens if len(t) >= 3}, key=lambda w: (-len(w), w))[:MAX_FTS_WORDS]
+        words.sort(key=tokens.index)
+        cands: dict[int, sqlite3.Row] = {}
         with self._lock:
-            if len(q) >= 3:
-                phrase = '"' + q.replace('"', "") + '"'
-                for r in self._conn.execute(
-                    "SELECT t.* FROM tracks_fts f JOIN tracks t ON t.track_key=f.rowid "
-                    "WHERE tracks_fts MATCH ? ORDER BY t.popularity DESC LIMIT 200", (phrase,)):
-                    candidates[r["track_key"]] = r
-                if len(candidates) < limit:
-                    grams = sorted({q[i : i + 3] for i in range(len(q) - 2) if " " not in q[i : i + 3].strip()})
-                    if grams:
-                        expr = " OR ".join('"' + g.replace('"', "") + '"' for g in grams)
-                        for r in self._conn.execute(
-                            "SELECT t.* FROM tracks_fts f JOIN tracks t ON t.track_key=f.rowid "
-                            "WHERE tracks_fts MATCH ? ORDER BY bm25(tracks_fts) LIMIT 300", (expr,)):
-                            candidates.setdefault(r["track_key"], r)
-            else:
-                for r in self._conn.execute(
-                    "SELECT * FROM tracks WHERE search_text >= ? AND search_text < ? ORDER BY popularity DESC LIMIT 100",
-                    (q, q + "\uffff")):
-                    candidates[r["track_key"]] = r
-        scored = []
-        for key, r in candidates.items():
-            st = r["search_text"]
-            score = max(fuzz.token_set_ratio(q, st), fuzz.partial_ratio(q, st) * 0.95)
-            if st.startswith(q) or fold(r["name"]).startswith(q):
-                score += 5
-            scored.append((score, r["popularity"], key, r))
-        scored.sort(key=lambda x: (-x[0], -x[1]))
+            self._prefix_candidates(q, 30, cands)
+            if words:
+                self._fts_candidates(" AND ".join(_fts_phrase(w) for w in words), 120, cands)
+            scored = self._rank(q, [], cands)
+            good = sum(1 for x in scored if x[0] >= 80)
+            if words and good < limit and len(q) >= 4:
+                alts = self._alternatives(words)
+                if any(len(a) > 1 for a in alts):
+                    expr = " AND ".join("(" + " OR ".join(_fts_phrase(w) for w in a) + ")" for a in alts)
+                    self._fts_candidates(expr, 120, cands)
+                    scored = self._rank(q, alts, cands)
+                    good = sum(1 for x in scored if x[0] >= 80)
+                if good < limit and len(words) > 1:
+                    # any of the two longest words (or their corrections)
+                    longest = sorted(alts, key=lambda a: -len(a[0]))[:2]
+                    expr = " OR ".join(_fts_phrase(w) for a in longest for w in a)
+                    self._fts_candidates(expr, 120, cands)
+                    scored = self._rank(q, alts, cands)
         hits, seen = [], set()
         for score, _, _, r in scored:
             if score < 50 or r["dedup_key"] in seen:
@@ -448,6 +515,93 @@ class CatalogueDB:
             if len(hits) >= limit:
                 break
         return hits
+
+    def _prefix_candidates(self, q: str, n: int, out: dict[int, sqlite3.Row]) -> None:
+        """The n most popular tracks whose "title artist" or "artist title" starts with q."""
+        cols = ("search_text", "artist_text") if self._has_artist_text else ("search_text",)
+        hi = q + "\uffff"
+        for col in cols:
+            # a short prefix matches thousands of rows: sorting them all costs 100+ ms at 232k,
+            # walking the popularity-ordered search_rowid index until n match costs a few
+            wide = self._fts_rowid == "search_rowid" and self._conn.execute(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM tracks WHERE {col} >= ? AND {col} < ? LIMIT 1500)",
+                (q, hi)).fetchone()[0] >= 1500
+            sql = (f"SELECT * FROM tracks INDEXED BY tracks_search_rowid WHERE {col} >= ? AND {col} < ? "
+                   "ORDER BY search_rowid DESC LIMIT ?") if wide else (
+                   f"SELECT * FROM tracks WHERE {col} >= ? AND {col} < ? ORDER BY popularity DESC LIMIT ?")
+            for r in self._conn.execute(sql, (q, hi, n)):
+                out.setdefault(r["track_key"], r)
+
+    def _fts_candidates(self, expr: str, n: int, out: dict[int, sqlite3.Row]) -> None:
+        col = self._fts_rowid
+        for r in self._conn.execute(
+                f"SELECT t.* FROM tracks t WHERE t.{col} IN "
+                f"(SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ? ORDER BY rowid DESC LIMIT ?)", (expr, n)):
+            out.setdefault(r["track_key"], r)
+
+    def _vocabulary(self) -> dict[int, list[str]]:
+        """Distinct words (3+ letters) of titles and artists, by length; rebuilt when the file changes."""
+        # data_version changes when another connection (an index build) commits; our own
+        # writes reset self._vocab in upsert_tracks / delete_tracks
+        stamp = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._vocab is None or self._vocab[0] != stamp:
+            words: set[str] = set()
+            for (st,) in self._conn.execute("SELECT search_text FROM tracks"):
+                words.update(w for w in st.split() if len(w) >= 3)
+            by_len: dict[int, list[str]] = {}
+            for w in words:
+                by_len.setdefault(len(w), []).append(w)
+            self._vocab = (stamp, by_len)
+        return self._vocab[1]
+
+    def _alternatives(self, words: list[str]) -> list[list[str]]:
+        """Each query word plus its nearest catalogue words (edit-distance ratio >= 75)."""
+        from rapidfuzz import fuzz, process
+
+        vocab = self._vocabulary()
+        out = []
+        for i, w in enumerate(words):
+            alts = [w]
+            if len(w) >= 4:
+                last = i == len(words) - 1  # still being typed: longer words may complete it
+                pool = [x for n in range(len(w) - 2, len(w) + (4 if last else 3)) for x in vocab.get(n, ())]
+                for cand, score, _ in process.extract(w, pool, scorer=fuzz.ratio, limit=4, score_cutoff=75):
+                    if cand != w:
+                        alts.append(cand)
+            out.append(alts)
+        return out
+
+    @staticmethod
+    def _rank(q: str, alts: list[list[str]], cands: dict[int, sqlite3.Row]) -> list[tuple]:
+        from rapidfuzz import fuzz
+
+        # the query with each word replaced by its best correction, scored too (small penalty)
+        variants = [(q, 0.0)]
+        if alts:
+            fixed = " ".join(a[1] if len(a) > 1 else a[0] for a in alts)
+            if fixed != q:
+                variants.append((fixed, 4.0))
+        scored = []
+        for r in cands.values():
+            st = r["search_text"]
+            at = r["artist_text"] if "artist_text" in r.keys() else st  # noqa: SIM118 - sqlite3.Row
+            best = 0.0
+            for v, penalty in variants:
+                if len(v) <= 2:  # one or two letters typed: any prefix match, most popular first
+                    best = 78.0 if (st.startswith(v) or at.startswith(v)) else 0.0
+                    continue
+                cover = fuzz.token_set_ratio(v, st)
+                whole = max(fuzz.ratio(v, st), fuzz.ratio(v, at))
+                score = 0.75 * cover + 0.25 * whole - penalty
+                if st.startswith(v) or at.startswith(v):
+                    score += 8
+                elif all(f" {t}" in f" {st}" for t in v.split()):
+                    score += 4  # every word starts a word of the track (not mid-word)
+                best = max(best, score)
+            # match quality first (in steps of 2 points), then popularity
+            scored.append((best, int(best // 2), r["popularity"], r))
+        scored.sort(key=lambda x: (-x[1], -x[2]))
+        return [(s, p, k, r) for s, k, p, r in scored]
 
     def close(self) -> None:
         with self._lock:

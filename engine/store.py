@@ -91,17 +91,34 @@ class VectorStore:
 
     # ---- collections ----------------------------------------------------------
 
+    #: Consistency of the query path (search, get) on a server.  The collections are created
+    #: Strong, and a Strong read waits for the server's time tick: ~260-360 ms a call on
+    #: Milvus 2.3 standalone vs ~5 ms with Session, which still sees this client's own
+    #: writes (docs/performance.md).  Builds flush before marking tracks done.
+    read_consistency: str = "Session"
+    #: HNSW search breadth and IVF probes (docs/performance.md: recall@5 >= 0.95 at 232k)
+    hnsw_ef: int = 64
+    ivf_nprobe: int = 16
+
     def _choose_index(self, n_rows_hint: int) -> dict:
         kind = self.index_type.upper()
         if kind == "AUTO":
-            # lite: every call costs ~150 ms whatever the index, and FLAT is exact;
-            # a server: HNSW gives ms latency with recall >= 0.95 (see docs/performance.md)
+            # lite: every call costs ~150 ms whatever the index, FLAT is exact and builds in no
+            # time (HNSW at 232k blocks ~9 min); a server: HNSW gives ms latency with recall@5
+            # >= 0.95 at every measured size (docs/performance.md, bench/bench_vector_search.py)
             kind = "FLAT" if self.is_lite else "HNSW"
         if kind == "HNSW":
             return {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200}}
         if kind == "IVF_FLAT":
             return {"index_type": "IVF_FLAT", "params": {"nlist": max(16, int(np.sqrt(max(n_rows_hint, 1)) * 4))}}
         return {"index_type": kind, "params": {}}
+
+    def _search_params(self, k: int) -> dict:
+        """Search params for whichever index the collection has (unknown keys are ignored by FLAT)."""
+        return {"metric_type": "COSINE", "params": {"ef": max(self.hnsw_ef, k), "nprobe": self.ivf_nprobe}}
+
+    def _read_kw(self) -> dict:
+        return {} if self.is_lite else {"consistency_level": self.read_consistency}
 
     def _create(self, name: str, segment: bool) -> None:
         from pymilvus import DataType, MilvusClient
@@ -216,7 +233,7 @@ class VectorStore:
         if not keys:
             return {}
         with self._lock:
-            rows = self._client.get(self.tracks_name, ids=keys, output_fields=["vector"])
+            rows = self._client.get(self.tracks_name, ids=keys, output_fields=["vector"], **self._read_kw())
         return {int(r["track_key"]): np.asarray(r["vector"], dtype=np.float32) for r in rows}
 
     def all_track_keys(self) -> list[int]:
@@ -253,7 +270,7 @@ class VectorStore:
         with self._lock:
             res = self._client.search(
                 self.tracks_name, data=vectors.tolist(), limit=k, filter=flt,
-                output_fields=["track_key"], search_params={"metric_type": "COSINE", "params": {"ef": max(64, k * 2)}},
+                output_fields=["track_key"], search_params=self._search_params(k), **self._read_kw(),
             )
         return [[Neighbour(int(h["track_key"]), float(h["distance"])) for h in hits] for hits in res]
 
@@ -262,7 +279,7 @@ class VectorStore:
         with self._lock:
             res = self._client.search(
                 self.segments_name, data=vectors.tolist(), limit=k, output_fields=["track_key", "t"],
-                search_params={"metric_type": "COSINE", "params": {"ef": max(64, k * 2)}},
+                search_params=self._search_params(k), **self._read_kw(),
             )
         return [
             [SegmentHit(int(h["entity"]["track_key"]), float(h["entity"]["t"]), float(h["distance"])) for h in hits]

@@ -127,3 +127,57 @@ def test_db_roundtrip_meta_and_reopen(tmp_path: Path, db: CatalogueDB) -> None:
     db.delete_tracks([t.track_key])
     assert db.get("0nLiqZ6A27jJri2VCalIUs") is None and db.count(indexed_only=True) == 0
     assert all(h.track.name != "Nothing Else Matters" for h in db.search("nothing else"))
+
+
+def test_search_ranks_quality_then_popularity_and_widens_typos(tmp_path: Path) -> None:
+    db = CatalogueDB(tmp_path / "rank.sqlite")
+    db.upsert_tracks([
+        Track("4JehYebiI9JE8sR8MisGVb", "Halo", "Beyoncé", ["Pop"], 40),
+        Track("4JehYebiI9JE8sR8MisGVd", "Sin Estrellas Halo", "Beyoncé", ["Pop"], 90),  # popular, weaker match
+        Track("0nLiqZ6A27jJri2VCalIUs", "Nothing Else Matters", "Metallica", ["Rock"], 78),
+        Track("0nLiqZ6A27jJri2VCalIUx", "Sweet Child O' Mine", "Guns N' Roses", ["Rock"], 82),
+        Track("0nLiqZ6A27jJri2VCalIUy", "Sweet Child", "Someone Else", ["Rock"], 5),
+    ] + [Track(f"filler{i:016d}", f"Love Song {i}", f"Band {i}", ["Pop"], i % 100) for i in range(300)])
+    assert db.search("beyonce halo")[0].track.name == "Halo"  # exact beats popular
+    assert db.search("Beyoncé – Halo")[0].track.name == "Halo"
+    assert db.search("nothing else maters")[0].track.name == "Nothing Else Matters"  # typo in the last word
+    assert db.search("guns roses sweet chi")[0].track.artist == "Guns N' Roses"
+    top = db.search("love song", limit=25)
+    assert len(top) == 25 and top[0].track.popularity >= top[-1].track.popularity
+    assert [h.track.popularity for h in db.search("l", limit=5)] == [99, 99, 99, 98, 98]  # short prefix: popular first
+    # popularity changes move a track in the FTS order (its search_rowid follows)
+    db.upsert_tracks([Track("filler0000000000000001", "Love Song 1", "Band 1", ["Pop"], 100)])
+    assert db.search("l", limit=1)[0].track.track_id == "filler0000000000000001"
+    db.close()
+
+
+def test_old_catalogue_is_upgraded_for_search(tmp_path: Path) -> None:
+    """A catalogue written before search_rowid existed is migrated when opened for writing."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE tracks (track_key INTEGER PRIMARY KEY, track_id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+            artist TEXT NOT NULL, genres TEXT NOT NULL DEFAULT '[]', popularity INTEGER NOT NULL DEFAULT 0,
+            duration_ms INTEGER, link_kind TEXT NOT NULL DEFAULT 'spotify', audio_path TEXT,
+            dedup_key TEXT NOT NULL, search_text TEXT NOT NULL);
+        CREATE VIRTUAL TABLE tracks_fts USING fts5(search_text, content='tracks', content_rowid='track_key',
+            tokenize='trigram');
+        CREATE TRIGGER tracks_ai AFTER INSERT ON tracks BEGIN
+          INSERT INTO tracks_fts(rowid, search_text) VALUES (new.track_key, new.search_text); END;
+    """)
+    t = Track("0nLiqZ6A27jJri2VCalIUs", "Nothing Else Matters", "Metallica", ["Rock"], 78)
+    conn.execute("INSERT INTO tracks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                 (t.track_key, t.track_id, t.name, t.artist, '["Rock"]', 78, None, "spotify", None, dedup_key(t),
+                  fold(f"{t.name} {t.artist}")))
+    conn.commit()
+    conn.close()
+    ro = CatalogueDB(path, read_only=True)  # not upgraded yet: search still works
+    assert ro.search("metallica nothing")[0].track.name == "Nothing Else Matters"
+    ro.close()
+    db = CatalogueDB(path)
+    assert db.search("metalica")[0].track.artist == "Metallica"
+    db.upsert_tracks([Track("1nLiqZ6A27jJri2VCalIUs", "Enter Sandman", "Metallica", ["Rock"], 85)])
+    assert [h.track.name for h in db.search("metallica")] == ["Enter Sandman", "Nothing Else Matters"]
+    db.close()
