@@ -24,14 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.settings import Settings  # noqa: E402
+from engine.settings import Settings
 
 
 def pct(values: list[float], q: float) -> float:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     startup_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     report: dict = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} cores={__import__('os').cpu_count()}",
         "model_id": svc.model_id, "tracks": svc.catalogue.count(), "startup_s": round(startup_s, 2), "runs": {},
     }

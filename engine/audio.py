@@ -122,7 +122,7 @@ def sniff_not_audio(head: bytes) -> str | None:
     return None
 
 
-_INPUT_RE = re.compile(r"^Input #0, ([^,]+(?:,[^,]+)*?), from ", re.M)
+_INPUT_RE = re.compile(r"^Input #0, ([^,]+(?:,[^,]+)*?), from ", re.MULTILINE)
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
 _AUDIO_STREAM_RE = re.compile(r"Stream #0:\d+[^:]*: Audio: ([A-Za-z0-9_]+)")
 
@@ -153,7 +153,7 @@ def _classify_failure(stderr: str, path: Path) -> Exception:
     if "Invalid data found when processing input" in stderr and "Input #0" not in stderr:
         # A demuxer that recognised the container and then choked ("[mov,mp4,... @ 0x..]
         # moov atom not found") means a damaged or cut-off file; none at all: not audio.
-        if re.search(r"^\[[\w,]+ @ 0x[0-9a-f]+\]", stderr, re.M):
+        if re.search(r"^\[[\w,]+ @ 0x[0-9a-f]+\]", stderr, re.MULTILINE):
             return CorruptAudioError(f"{path}: container recognised but unreadable: {tail}")
         return NotAudioError(f"{path}: no demuxer recognises it: {tail}")
     return CorruptAudioError(f"{path}: {tail}")

@@ -24,9 +24,10 @@ import re
 import sqlite3
 import threading
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from pathlib import Path
-from typing import Iterable, Iterator
 from urllib.parse import quote
 
 from .errors import StoreError, StoreLockedError
@@ -125,7 +126,7 @@ def read_kaggle_csv(path: Path, *, spotify_ids: bool = True) -> CsvReadResult:
             if len(row) != len(header):
                 problems.append(CsvProblem(line, f"{len(row)} fields, expected {len(header)}"))
                 continue
-            get = lambda name: row[col[name]].strip() if name in col else ""  # noqa: E731
+            get = lambda name: row[col[name]].strip() if name in col else ""
             tid, name, artist = get("track_id"), get("track_name"), get("artist_name")
             if not tid:
                 problems.append(CsvProblem(line, "empty track_id"))
@@ -390,12 +391,12 @@ class CatalogueDB:
         self._vocab = None
 
     def mark_indexed(self, track_key: int, audio_sig: str, model_id: str, n_segments: int) -> None:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         with self._lock, self._conn:
             self._conn.execute(
                 "INSERT OR REPLACE INTO indexed VALUES (?,?,?,?,?)",
-                (track_key, audio_sig, model_id, n_segments, datetime.now(timezone.utc).isoformat(timespec="seconds")),
+                (track_key, audio_sig, model_id, n_segments, datetime.now(UTC).isoformat(timespec="seconds")),
             )
 
     def unmark_indexed(self, keys: Iterable[int]) -> None:
@@ -565,7 +566,7 @@ class CatalogueDB:
             if len(w) >= 4:
                 last = i == len(words) - 1  # still being typed: longer words may complete it
                 pool = [x for n in range(len(w) - 2, len(w) + (4 if last else 3)) for x in vocab.get(n, ())]
-                for cand, score, _ in process.extract(w, pool, scorer=fuzz.ratio, limit=4, score_cutoff=75):
+                for cand, _score, _ in process.extract(w, pool, scorer=fuzz.ratio, limit=4, score_cutoff=75):
                     if cand != w:
                         alts.append(cand)
             out.append(alts)

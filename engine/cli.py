@@ -34,7 +34,7 @@ def _print_recommendation(rec, out=None) -> None:
               f"{ident.track.link})", file=out)
     elif rec.seed is None:
         print("Not a song I know, but here is what sounds alike:", file=out)
-    print("", file=out)
+    print(file=out)
     if not rec.results:
         print("  (no similar tracks in the catalogue yet)", file=out)
     for i, r in enumerate(rec.results, 1):

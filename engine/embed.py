@@ -48,7 +48,7 @@ class Embedder:
         self._lock = threading.Lock()  # torch inference is re-entrant, but CPU threads are better not oversubscribed
 
     @classmethod
-    def create(cls, backbone: Backbone, head_path: Path | None, out_dim: int) -> "Embedder":
+    def create(cls, backbone: Backbone, head_path: Path | None, out_dim: int) -> Embedder:
         return cls(backbone, load_head(head_path, backbone.dim, out_dim, backbone.model_id))
 
     @property

@@ -20,7 +20,7 @@ import io
 import logging
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ def save_head(path: Path, head: EmbeddingHead, meta: dict[str, Any]) -> None:
     """Atomic write: a crash mid-save never leaves a half checkpoint behind."""
     meta = dict(meta)
     meta.pop("default", None)  # a saved head is named by its weights
-    meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    meta.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
     meta.update(in_dim=head.in_dim, out_dim=head.out_dim, hidden=head.hidden, format=HEAD_FORMAT_VERSION)
     buf = io.BytesIO()
     torch.save({"state_dict": head.state_dict(), "meta": meta}, buf)
@@ -150,7 +150,7 @@ def load_head(path: Path | None, in_dim: int, out_dim: int, backbone_id: str) ->
         meta = ckpt["meta"]
         head = EmbeddingHead(int(meta["in_dim"]), int(meta["out_dim"]), int(meta.get("hidden", 512)))
         head.load_state_dict(ckpt["state_dict"])
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is the same problem
+    except Exception as exc:
         raise ModelError(f"cannot read head checkpoint {path}: {exc}") from exc
     if meta.get("backbone") != backbone_id:
         raise ModelError(

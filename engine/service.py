@@ -139,7 +139,7 @@ class SynestheteService:
     # ---- construction helpers -----------------------------------------------
 
     @classmethod
-    def open(cls, settings: Settings | None = None, **kw: Any) -> "SynestheteService":
+    def open(cls, settings: Settings | None = None, **kw: Any) -> SynestheteService:
         return cls(settings or Settings.from_env(), **kw)
 
     @property
@@ -153,7 +153,7 @@ class SynestheteService:
         if self.fingerprints is not None:
             self.fingerprints.close()
 
-    def __enter__(self) -> "SynestheteService":
+    def __enter__(self) -> SynestheteService:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -237,7 +237,7 @@ class SynestheteService:
             fut = loop.run_in_executor(self._executor, fn, *args)
             try:
                 return await asyncio.wait_for(fut, timeout=self.settings.query_timeout_s)
-            except asyncio.TimeoutError as exc:
+            except TimeoutError as exc:
                 raise QueryTimeoutError(f"query exceeded {self.settings.query_timeout_s}s") from exc
 
     async def arecommend(self, source: audio_mod.AudioSource, k: int | None = None) -> Recommendation:
@@ -316,4 +316,4 @@ def open_service(settings: Settings | None = None, *, read_only: bool = True) ->
     return SynestheteService(settings or Settings.from_env(), read_only=read_only)
 
 
-__all__ = ["SynestheteService", "Recommendation", "Identification", "ScoredTrack", "open_service", "Path"]
+__all__ = ["Identification", "Path", "Recommendation", "ScoredTrack", "SynestheteService", "open_service"]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 ENV_PREFIX = "SYNESTHETE_"
 
@@ -156,13 +157,13 @@ class Settings:
     def resolved_head_path(self) -> Path:
         return self.head_path or (self.data_dir / "head.pt")
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_env(
         cls, env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
-    ) -> "Settings":
+    ) -> Settings:
         """Build settings from ``SYNESTHETE_*`` variables (and ``DISCORD_TOKEN``).
 
         Values in the real environment win over the .env file, as usual.

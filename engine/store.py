@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -136,7 +136,7 @@ class VectorStore:
         params.add_index("vector", index_type=idx["index_type"], metric_type="COSINE", params=idx["params"])
         self._client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
         meta = {"model_id": self.model_id, "dim": self.dim,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "created": datetime.now(UTC).isoformat(timespec="seconds")}
         self._client.alter_collection_properties(
             name, properties={MODEL_PROPERTY: self.model_id, META_PROPERTY: json.dumps(meta)})
         log.info("created collection %s (dim %d, %s, model %s)", name, self.dim, idx["index_type"], self.model_id)

@@ -257,15 +257,10 @@ def main(args: argparse.Namespace) -> int:
     from engine.features import make_backbone
     from engine.head import default_head, load_head
     from engine.service import SEGMENT_CANDIDATES
-    from engine.settings import Settings
+    from index_builder.runtime import settings_from_args
     from index_builder.train import FeatureCache, audio_signature
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
-    if getattr(args, "data_dir", None):
-        settings = settings.replace(data_dir=Path(args.data_dir))
-    if settings.torch_threads > 0:
-        torch.set_num_threads(settings.torch_threads)
+    settings = settings_from_args(args)
     qpath = args.queries or (args.corpus / "queries.csv" if args.corpus else None)
     if qpath is None:
         raise SystemExit("give --queries (or --corpus with a queries.csv)")
@@ -515,7 +510,7 @@ def main(args: argparse.Namespace) -> int:
                 r["scored_on_training_labels"] = used
         results[name] = r
     base = results[BASELINE]
-    for name, r in results.items():
+    for r in results.values():
         for m in ("p5_artist", "p5_genre"):
             if m in r and base.get(m):
                 r[f"{m}_x_baseline"] = r[m] / base[m]
@@ -634,9 +629,9 @@ def _print_table(report: dict[str, Any], kinds: list[str]) -> None:
     if report.get("service") and "error" not in report["service"]:
         s = report["service"]
         lines.append(["service.recommend", *[_fmt(s.get(c)) for c in cols]])
-    widths = [max(len(str(l[i])) for l in lines) for i in range(len(head))]
-    for j, l in enumerate(lines):
-        print("  ".join(str(x).ljust(w) for x, w in zip(l, widths)))
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
+    for j, row in enumerate(lines):
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
         if j == 0:
             print("  ".join("-" * w for w in widths))
     print(f"chance: P@5 artist {report['chance']['p5_artist']:.3f}, genre {report['chance']['p5_genre']:.3f}; "

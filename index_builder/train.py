@@ -531,18 +531,12 @@ def _labels(items: list[CatalogueItem], kind: str) -> np.ndarray | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
 
     from engine.features import make_backbone
     from engine.head import save_head
-    from engine.settings import Settings
+    from index_builder.runtime import settings_from_args
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
-    if getattr(args, "data_dir", None):
-        settings = settings.replace(data_dir=Path(args.data_dir))
-    if settings.torch_threads > 0:
-        torch.set_num_threads(settings.torch_threads)
+    settings = settings_from_args(args)
     started = time.perf_counter()
     backbone = make_backbone(settings)
     items = catalogue_items(settings, args.csv, args.audio)

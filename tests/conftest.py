@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.settings import Settings  # noqa: E402
-from tests import audiogen  # noqa: E402
+from engine.settings import Settings
+from tests import audiogen
 
 
 @pytest.fixture()

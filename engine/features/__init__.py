@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 BACKBONES = ("musicnn", "openl3", "logmel")
 
 
-def make_backbone(settings: "Settings", name: str | None = None) -> Backbone:
+def make_backbone(settings: Settings, name: str | None = None) -> Backbone:
     name = (name or settings.backbone).lower()
     cache = settings.resolved_model_cache_dir
     threads = settings.torch_threads
@@ -41,4 +41,4 @@ def make_backbone(settings: "Settings", name: str | None = None) -> Backbone:
     raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 
 
-__all__ = ["Backbone", "BACKBONES", "make_backbone"]
+__all__ = ["BACKBONES", "Backbone", "make_backbone"]
