@@ -53,7 +53,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -260,7 +259,7 @@ def make_schedule(pool: dict[str, Any], n: int, http_fraction: float, rng: rando
             q = base[:cut].strip() or base
             req["typo"] = rng.random() < 0.4 and len(q) >= 6
             req["q"] = typo(q, rng) if req["typo"] else q
-            req["expected_key"] = t.track_key
+            req["expected_id"] = t.track_id
             # a prefix shared by more than 10 tracks ("Warzone 2100 OST Tra") cannot name one
             fq = fold(q)
             req["ambiguous"] = sum(fold(f"{u.artist} {u.name}").startswith(fq) or fold(u.name).startswith(fq)
@@ -326,7 +325,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         t_prep = time.perf_counter()
         pool = prepare(svc, settings, args.notes, np.random.default_rng(args.seed), fifo_name)
         prep_s = time.perf_counter() - t_prep
-        by_key = {t.track_key: t for t in pool["tracks"]}
+        by_id = {t.track_id: t for t in pool["tracks"]}
         schedule = make_schedule(pool, args.requests, args.http_fraction, random.Random(args.seed))
         # warm-up (lazy model init, collection load), not counted
         await svc.arecommend(pool["notes"][0]["data"])
@@ -404,7 +403,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             status, body = await http.search(req["q"])
                         else:
                             hits = await svc.asearch_tracks(req["q"], 10)
-                            return "ok", {"results": [{"track_key": h.track.track_key, **h.track.to_dict()} for h in hits]}
+                            return "ok", {"results": [h.track.to_dict() for h in hits]}
                 except BusyError:
                     busy_retries += 1
                     await asyncio.sleep(0.5 * (attempt + 1))
@@ -435,6 +434,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     continue
                 finally:
                     counts["done"] += 1
+                    if counts["done"] % 100 == 0:
+                        print(f"  {counts['done']} requests, {time.perf_counter() - t0:.0f} s, RSS {rss_mb():.0f} MB, "
+                              f"failures {counts['fail']}", flush=True)
                 dt = time.perf_counter() - t
                 label = req["kind"] if req["kind"] != "bad" else "bad:" + pool["bad"][req["bad"]]["expected"]
                 lat[label + ("/http" if req["http"] else "/api")].append(dt)
@@ -456,6 +458,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                                 dedup_key(svc.catalogue.get(got)) == note["expected_dedup"])
                     if not ok:
                         counts["note_mismatch"] += 1
+                        counts["note_wrong_track" if ident is not None else "note_unidentified"] += 1
                         fail(req, f"identified {got!r}, expected {note['expected']!r}")
                 elif req["kind"] == "similar":
                     ids = [r["track_id"] for r in ans["results"]]
@@ -463,9 +466,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     if not ids or req["track_id"] in ids or ids != ref:
                         fail(req, f"similar_to answer invalid/unstable: {ids} vs {ref}")
                 else:
-                    keys = [r.get("track_key") for r in ans["results"]]
-                    found = req["expected_key"] in keys or any(
-                        dedup_key(by_key[k]) == dedup_key(by_key[req["expected_key"]]) for k in keys if k in by_key)
+                    keys = [r.get("track_id") for r in ans["results"]]
+                    found = req["expected_id"] in keys or any(
+                        dedup_key(by_id[k]) == dedup_key(by_id[req["expected_id"]]) for k in keys if k in by_id)
                     cls = "typo" if req["typo"] else ("prefix_ambiguous" if req["ambiguous"] else "prefix")
                     search_found[(cls, found)] += 1
                     if not found and cls == "prefix":
@@ -503,6 +506,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "no_exceptions": counts["exception"] == 0,
         "all_answers_as_expected": counts["fail"] == 0,
         "notes_all_identified": counts["note_mismatch"] == 0,
+        "notes_never_a_wrong_track": counts["note_wrong_track"] == 0,
+        "notes_same_answer_every_time": all(len(c) == 1 for c in note_results.values()),
         "rss_peak_bounded": max(rss) < args.max_rss_mb,
         "rss_second_half_slope_ok": not (slope > args.max_slope_mb_min),
         "no_leftover_children": not leftover_children,
@@ -522,7 +527,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "open_s": round(open_s, 2), "prepare_s": round(prep_s, 1), "wall_s": round(wall_s, 1),
         "requests_planned": len(schedule), "requests_done": counts["done"],
         "throughput_rps": round(counts["done"] / wall_s, 2),
-        "counts": {k: counts[k] for k in ("note", "similar", "search", "bad", "fail", "exception", "note_mismatch")},
+        "counts": {k: counts[k] for k in ("note", "similar", "search", "bad", "fail", "exception", "note_mismatch",
+                                                 "note_unidentified", "note_wrong_track")},
         "http_requests": sum(1 for r in schedule[: counts["done"]] if r["http"]),
         "busy_retries": busy_retries,
         "bad_inputs_sent": dict(bad_expected),

@@ -66,6 +66,17 @@ _NOT_AUDIO_MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+#: The only demuxers ffmpeg may use on a file we were sent.  Why: ffmpeg also reads
+#: playlists and scripts (concat, HLS, ...) that make it open other files, pipes or URLs;
+#: an upload that starts with an ID3 tag and then holds an ``ffconcat`` script would make
+#: the server read its own files.  ``protocol_whitelist=file`` forbids network and pipes.
+AUDIO_DEMUXERS = ",".join((
+    "mp3", "ogg", "mov", "matroska", "webm", "wav", "w64", "flac", "aac", "asf", "aiff",
+    "caf", "wv", "ape", "amr", "au", "tta", "mpc", "mpc8", "dsf", "loas", "latm", "ac3",
+    "eac3", "dts", "truehd", "mp2", "opus", "spdif", "avi", "flv", "mpeg", "mpegts", "rm",
+))
+
+
 @dataclass(frozen=True)
 class DecodedAudio:
     """Decoded, normalised mono audio."""
@@ -161,7 +172,8 @@ def _classify_failure(stderr: str, path: Path) -> Exception:
 
 def _run_ffmpeg(path: Path, sample_rate: int, max_seconds: float, timeout_s: float) -> tuple[bytes, str, int]:
     args = (
-        ffmpeg.input(str(path), t=max_seconds)
+        ffmpeg.input(str(path), t=max_seconds, protocol_whitelist="file",
+                     format_whitelist=AUDIO_DEMUXERS)
         .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, map="0:a:0")
         .global_args("-nostdin", "-hide_banner", "-nostats", "-v", "info")
         .compile()

@@ -598,6 +598,11 @@ class CatalogueDB:
                     score += 8
                 elif all(f" {t}" in f" {st}" for t in v.split()):
                     score += 4  # every word starts a word of the track (not mid-word)
+                st_words = st.split()
+                if all(any(w.startswith(t) for w in st_words) for t in v.split()):
+                    # autocomplete: every typed word begins a word of the track ("orie" ->
+                    # "Oriental ..."), which whole-string similarity scores far too low
+                    score = max(score, 95.0 + 5.0 * len(v) / max(len(st), 1) - penalty)
                 best = max(best, score)
             # match quality first (in steps of 2 points), then popularity
             scored.append((best, int(best // 2), r["popularity"], r))

@@ -61,8 +61,14 @@ class Embedder:
 
     @property
     def model_id(self) -> str:
-        """What the index is keyed on: backbone weights + head weights."""
-        return f"{self.backbone.model_id}+head:{self.head.sha}"
+        """What the index is keyed on: backbone weights + head weights + landmark extractor.
+
+        The landmark version is here too because the build writes vectors and
+        fingerprints together: one id says when the whole index must be rebuilt.
+        """
+        from .fingerprint.landmarks import LANDMARK_VERSION
+
+        return f"{self.backbone.model_id}+head:{self.head.sha}+fp{LANDMARK_VERSION}"
 
     def features(self, samples: np.ndarray, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
         feats = self.backbone.features(samples, hop_s)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -133,7 +132,8 @@ class SynestheteService:
         fp_path = settings.fingerprint_db_path
         self.fingerprints = FingerprintIndex(fp_path, read_only=read_only) if (fp_path.exists() or not read_only) else None
         self._executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="synesthete")
-        self._slots = threading.BoundedSemaphore(max(1, settings.workers) * 4)
+        # lookups (similar_to: a vector fetch + one search) never queue behind decode/embed work
+        self._light_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="synesthete-light")
         self._async_slots: asyncio.Semaphore | None = None
 
     # ---- construction helpers -----------------------------------------------
@@ -148,6 +148,7 @@ class SynestheteService:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._light_executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
         self.catalogue.close()
         if self.fingerprints is not None:
@@ -227,14 +228,14 @@ class SynestheteService:
 
     # ---- async wrappers (bot, web) ---------------------------------------------
 
-    async def _run(self, fn, *args: Any) -> Any:
+    async def _run(self, fn, *args: Any, light: bool = False) -> Any:
         if self._async_slots is None:
             self._async_slots = asyncio.Semaphore(max(1, self.settings.workers) * 4)
         if self._async_slots.locked():
             raise BusyError("all query slots are taken")
         async with self._async_slots:
             loop = asyncio.get_running_loop()
-            fut = loop.run_in_executor(self._executor, fn, *args)
+            fut = loop.run_in_executor(self._light_executor if light else self._executor, fn, *args)
             try:
                 return await asyncio.wait_for(fut, timeout=self.settings.query_timeout_s)
             except TimeoutError as exc:
@@ -244,7 +245,7 @@ class SynestheteService:
         return await self._run(self.recommend, source, k)
 
     async def asimilar_to(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
-        return await self._run(self.similar_to, track_id, k, offset)
+        return await self._run(self.similar_to, track_id, k, offset, light=True)
 
     async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         # name search is a few ms of SQLite: a thread hop, but no slot or timeout needed

@@ -313,7 +313,10 @@ def main(args: argparse.Namespace) -> int:
     fp_index = None
     fp_build_s = 0.0
     sig_list = [audio_signature(it.path) for it in tqdm(items, desc="hashing", disable=not progress)]
-    fp_path = settings.data_dir / "feature_cache" / "fingerprint" / f"{_sha(','.join(sig_list))}.sqlite"
+    from engine.fingerprint.landmarks import LANDMARK_VERSION
+
+    fp_path = (settings.data_dir / "feature_cache" / "fingerprint"
+               / f"v{LANDMARK_VERSION}-{_sha(','.join(sig_list))}.sqlite")
     if use_fp:
         from engine.fingerprint.index import FingerprintIndex
 

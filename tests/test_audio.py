@@ -193,3 +193,16 @@ def test_resample_roundtrip() -> None:
     x = audiogen.tone(440, 2.0, 16000)
     y = audio.resample(x, 16000, 8000)
     assert len(y) == 16000
+
+
+def test_playlists_and_scripts_cannot_make_ffmpeg_read_other_files(tmp_path: Path, music: np.ndarray) -> None:
+    """An 'mp3' that is an ID3 tag + an ffconcat script naming a local file is refused."""
+    secret = audiogen.encode(music, tmp_path / "secret.wav")
+    script = f"ffconcat version 1.0\nfile '{secret}'\n".encode()
+    id3 = b"ID3\x04\x00\x00\x00\x00\x00\x00"  # empty ID3v2 header: ffmpeg skips it and probes on
+    with pytest.raises((NotAudioError, CorruptAudioError)):
+        decode(id3 + script, 16000)
+    m3u = tmp_path / "list.m3u8"
+    m3u.write_text(f"#EXTM3U\n#EXTINF:10,\n{secret}\n")
+    with pytest.raises((NotAudioError, CorruptAudioError)):
+        decode(m3u, 16000)

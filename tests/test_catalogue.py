@@ -181,3 +181,19 @@ def test_old_catalogue_is_upgraded_for_search(tmp_path: Path) -> None:
     db.upsert_tracks([Track("1nLiqZ6A27jJri2VCalIUs", "Enter Sandman", "Metallica", ["Rock"], 85)])
     assert [h.track.name for h in db.search("metallica")] == ["Enter Sandman", "Nothing Else Matters"]
     db.close()
+
+
+def test_short_word_prefixes_autocomplete(tmp_path: Path) -> None:
+    db = CatalogueDB(tmp_path / "p.sqlite")
+    db.upsert_tracks([
+        Track("a" * 22, "Oriental Dreams", "Colobot OST", ["electronic"], 10),
+        Track("b" * 22, "Prototype", "Widelands OST", ["orchestral"], 5),
+        Track("c" * 22, "Proton", "Naev OST", ["ambient"], 50),
+        Track("d" * 22, "Freeway", "SuperTux OST", ["electronic"], 1),
+    ])
+    assert db.search("Orie")[0].track.name == "Oriental Dreams"
+    assert db.search("Free")[0].track.name == "Freeway"
+    assert {h.track.name for h in db.search("Prot")[:2]} == {"Prototype", "Proton"}
+    assert db.search("Protot")[0].track.name == "Prototype"
+    assert db.search("colobot orie")[0].track.name == "Oriental Dreams"
+    db.close()

@@ -53,6 +53,10 @@ from scipy import ndimage, signal
 log = logging.getLogger(__name__)
 
 #: Sample rate the landmarks are computed at.
+#: Bumped whenever extraction changes (parameters, hashing): an index built with another
+#: version must be rebuilt, so it is part of the index's model id (engine.embed).
+LANDMARK_VERSION = 1
+
 SR = 8000
 N_FFT = 512
 HOP = 128

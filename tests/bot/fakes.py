@@ -43,6 +43,7 @@ class StubService(SynestheteService):
     def __init__(self, settings: Any, tracks: list[Track] | None = None) -> None:
         self.settings = settings
         self._executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="stub")
+        self._light_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stub-light")
         self._slots = threading.BoundedSemaphore(max(1, settings.workers) * 4)
         self._async_slots = None
         self.tracks = tracks or make_tracks()
@@ -59,6 +60,7 @@ class StubService(SynestheteService):
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._light_executor.shutdown(wait=False, cancel_futures=True)
 
     def recommend(self, source: Any, k: int | None = None) -> Recommendation:
         self.calls.append(("recommend", bytes(source) if isinstance(source, (bytes, bytearray)) else source, k))
