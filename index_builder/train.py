@@ -397,18 +397,11 @@ def train_head(clean: list[np.ndarray], views: list[dict | None], cfg: TrainConf
     for p in teacher.parameters():
         p.requires_grad_(False)
 
-    vf, vt, vc = [], [], []  # view feature, its track, global index of its clean patch
-    for t, v in enumerate(views):
-        if v is None or len(v["feats"]) == 0:
-            continue
-        vf.append(v["feats"])
-        vt.append(np.full(len(v["grid"]), t))
-        vc.append(offsets[t] + v["grid"])
-    if not vf:
+    stacked = _stack_views(views, offsets)
+    if stacked is None:
         raise ValueError("no degraded views to train on")
-    view_feats = torch.as_tensor(np.concatenate(vf))
-    pair_track = np.concatenate(vt)
-    pair_clean = np.concatenate(vc)
+    view_feats = torch.as_tensor(stacked[0])
+    pair_track, pair_clean = stacked[1], stacked[2]
     clean_t = torch.as_tensor(all_clean)
     n_tracks = len({int(t) for t in pair_track})
     if n_tracks < 2:
@@ -471,16 +464,10 @@ def retrieval_accuracy(head, clean: list[np.ndarray], views: list[dict | None], 
     all_clean = np.concatenate([c for c in clean if len(c)])
     owner = np.concatenate([np.full(len(c), t) for t, c in enumerate(clean)])
     offsets = np.cumsum([0] + [len(c) for c in clean])
-    vf, vt, vc = [], [], []
-    for t, v in enumerate(views):
-        if v is None or len(v["feats"]) == 0:
-            continue
-        vf.append(v["feats"])
-        vt.append(np.full(len(v["grid"]), t))
-        vc.append(offsets[t] + v["grid"])
-    if not vf:
+    stacked = _stack_views(views, offsets)
+    if stacked is None:
         return {"patch_top1": float("nan"), "track_top1": float("nan"), "n": 0}
-    f, t, c = np.concatenate(vf), np.concatenate(vt), np.concatenate(vc)
+    f, t, c = stacked
     if len(f) > max_views:
         sel = np.random.default_rng(seed).choice(len(f), max_views, replace=False)
         f, t, c = f[sel], t[sel], c[sel]
@@ -528,6 +515,20 @@ def _labels(items: list[CatalogueItem], kind: str) -> np.ndarray | None:
     names = sorted({v for v in vals if v})
     ids = {n: i for i, n in enumerate(names)}
     return np.asarray([ids.get(v, -1) if v else -1 for v in vals], dtype=np.int64)
+
+
+def _stack_views(views: list, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """All degraded views as (features, their track, global index of their clean patch); None if none."""
+    vf, vt, vc = [], [], []
+    for t, v in enumerate(views):
+        if v is None or len(v["feats"]) == 0:
+            continue
+        vf.append(v["feats"])
+        vt.append(np.full(len(v["grid"]), t))
+        vc.append(offsets[t] + v["grid"])
+    if not vf:
+        return None
+    return np.concatenate(vf), np.concatenate(vt), np.concatenate(vc)
 
 
 def main(args: argparse.Namespace) -> int:
