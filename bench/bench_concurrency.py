@@ -49,14 +49,19 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def make_notes(svc, settings: Settings, n: int, seconds: float, rng: np.random.Generator) -> list[tuple[bytes, str]]:
+def make_notes(svc, settings: Settings, n: int, seconds: float, rng: np.random.Generator,
+               notes_from: Path | None = None) -> list[tuple[bytes, str]]:
     from engine.audio import decode, limits_from_settings
     from index_builder.augment import phone_degrade
 
     from soak import encode_opus  # same encoder as the soak
 
     sr = 16000
-    tracks = [t for t in svc.catalogue.all_tracks() if t.audio_path and Path(t.audio_path).exists()]
+    if notes_from is not None:  # an index without audio (bench/gen_catalogue.py): notes from elsewhere
+        from types import SimpleNamespace
+        tracks = [SimpleNamespace(audio_path=str(p), track_id=p.stem) for p in sorted(notes_from.glob("*.mp3"))]
+    else:
+        tracks = [t for t in svc.catalogue.all_tracks() if t.audio_path and Path(t.audio_path).exists()]
     rng.shuffle(tracks)
     out: list[tuple[bytes, str]] = []
     i = 0
@@ -83,7 +88,7 @@ async def run(args: argparse.Namespace) -> dict:
     try:
         rng = np.random.default_rng(args.seed)
         t = time.perf_counter()
-        notes = make_notes(svc, settings, args.concurrent, args.seconds, rng)
+        notes = make_notes(svc, settings, args.concurrent, args.seconds, rng, args.notes_from)
         prep_s = time.perf_counter() - t
         await svc.arecommend(notes[0][0])  # warm-up
         names = [t.name for t in svc.catalogue.all_tracks()] + [t.artist for t in svc.catalogue.all_tracks()]
@@ -180,6 +185,7 @@ async def run(args: argparse.Namespace) -> dict:
                             "during_p95": round(pct(busy_lag, 95) * 1000, 1),
                             "during_max": round(max(busy_lag, default=0) * 1000, 1)},
             "rss_mb_end": round(rss_mb(), 1),
+            "peak_rss_mb": round(__import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
     finally:
         svc.close()
@@ -194,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-s", type=float, default=5.0, help="seconds of name search alone, for comparison")
     ap.add_argument("--workers", type=int, default=0, help="override Settings.workers (0 = from env/default)")
     ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--notes-from", type=Path,
+                    help="cut notes from this folder's *.mp3 instead of the catalogue's audio (for an index without audio)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     import logging

@@ -38,22 +38,26 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def make_notes(svc, seconds: float, n: int, workdir: Path, rng: np.random.Generator) -> list[Path]:
-    """Cut ``n`` voice-note-like clips from catalogue audio: degraded and Opus-encoded."""
+def make_notes(svc, seconds: float, n: int, workdir: Path, rng: np.random.Generator,
+               sources: list[Path] | None = None) -> list[Path]:
+    """Cut ``n`` voice-note-like clips from catalogue audio (or ``sources``): degraded and Opus-encoded."""
     from engine.audio import decode, limits_from_settings
 
     try:
         from index_builder.augment import phone_degrade
     except ImportError:  # pragma: no cover
         phone_degrade = None
-    tracks = [t for t in svc.catalogue.all_tracks() if t.audio_path]
-    rng.shuffle(tracks)
+    if sources is not None:
+        paths = list(sources)
+    else:
+        paths = [t.audio_path for t in svc.catalogue.all_tracks() if t.audio_path]
+    rng.shuffle(paths)
     out = []
-    for t in tracks:
+    for p in paths:
         if len(out) >= n:
             break
         try:
-            a = decode(t.audio_path, 16000, limits_from_settings(svc.settings, for_catalogue=True))
+            a = decode(p, 16000, limits_from_settings(svc.settings, for_catalogue=True))
         except Exception:  # noqa: BLE001
             continue
         if a.duration_s < seconds + 1:
@@ -74,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--queries", type=Path, help="dev corpus queries.csv (phone10 used for the 10-s case)")
+    ap.add_argument("--notes-from", type=Path,
+                    help="cut notes from this folder's *.mp3 instead of the catalogue's audio (an index "
+                         "without audio, e.g. bench/gen_catalogue.py's; nothing is identified then)")
     ap.add_argument("--n", type=int, default=30, help="queries per duration")
     ap.add_argument("--seconds", type=float, nargs="+", default=[10.0, 30.0])
     ap.add_argument("--json", type=Path)
@@ -99,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                     files = [root / r["query_file"] for r in csv.DictReader(fh) if r["kind"] == "phone10"]
                 files = files[: args.n]
             else:
-                files = make_notes(svc, seconds, args.n, Path(tmp), rng)
+                sources = sorted(args.notes_from.glob("*.mp3")) if args.notes_from else None
+                files = make_notes(svc, seconds, args.n, Path(tmp), rng, sources)
             svc.recommend(files[0])  # warm-up: lazy model init, collection load
             stages: dict[str, list[float]] = {}
             for f in files:
