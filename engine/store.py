@@ -123,7 +123,10 @@ class VectorStore:
     def _create(self, name: str, segment: bool) -> None:
         from pymilvus import DataType, MilvusClient
 
-        schema = MilvusClient.create_schema(auto_id=segment, enable_dynamic_field=False)
+        # the model id goes into the schema description too: a Milvus 2.3 server forgets
+        # collection *properties* across a restart, but keeps the schema
+        schema = MilvusClient.create_schema(auto_id=segment, enable_dynamic_field=False,
+                                            description=json.dumps({MODEL_PROPERTY: self.model_id}))
         if segment:
             schema.add_field("seg_id", DataType.INT64, is_primary=True)
             schema.add_field("track_key", DataType.INT64)
@@ -144,8 +147,14 @@ class VectorStore:
     def collection_model(self, name: str) -> str | None:
         if not self._client.has_collection(name):
             return None
-        props = self._client.describe_collection(name).get("properties", {}) or {}
-        return props.get(MODEL_PROPERTY)
+        desc = self._client.describe_collection(name)
+        found = (desc.get("properties", {}) or {}).get(MODEL_PROPERTY)
+        if not found:  # properties lost (server restart): the schema description keeps it
+            try:
+                found = json.loads(desc.get("description") or "{}").get(MODEL_PROPERTY)
+            except (ValueError, AttributeError):
+                found = None
+        return found
 
     def ensure_collections(self, *, recreate_on_mismatch: bool = False) -> None:
         """Create both collections if missing; check the model of existing ones."""

@@ -32,7 +32,7 @@ def vectors(n: int, seed: int) -> np.ndarray:
 _prefixes = itertools.count()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server():
     """One Milvus standalone for the session (each test uses its own collection prefix)."""
     try:
@@ -166,3 +166,4 @@ def test_all_track_keys(open_store) -> None:
     store.ensure_collections()
     keys = fill(store, 30)
     assert sorted(store.all_track_keys()) == sorted(keys)
+
