@@ -35,18 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.settings import Settings  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+from benchutil import pct, rss_mb  # noqa: E402
 
 
 def make_notes(svc, settings: Settings, n: int, seconds: float, rng: np.random.Generator,

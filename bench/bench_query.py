@@ -32,10 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.settings import Settings
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
+from benchutil import pct
 
 
 def make_notes(svc, seconds: float, n: int, workdir: Path, rng: np.random.Generator,

@@ -67,19 +67,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.settings import Settings  # noqa: E402
+from benchutil import pct, rss_mb  # noqa: E402
 
 WEIGHTS = {"note": 0.40, "similar": 0.30, "search": 0.25, "bad": 0.05}
 
 
 # ---- process figures -------------------------------------------------------------------
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def n_threads() -> int:
@@ -103,10 +96,6 @@ def child_pids() -> list[int]:
         except (OSError, IndexError, ValueError):
             continue
     return out
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def slope_per_min(samples: list[tuple[float, float]]) -> float:
