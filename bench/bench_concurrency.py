@@ -35,35 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.settings import Settings  # noqa: E402
-from benchutil import pct, rss_mb  # noqa: E402
-
-
-def make_notes(svc, settings: Settings, n: int, seconds: float, rng: np.random.Generator,
-               notes_from: Path | None = None) -> list[tuple[bytes, str]]:
-    from engine.audio import decode, limits_from_settings
-    from index_builder.augment import phone_degrade
-
-    from soak import encode_opus  # same encoder as the soak
-
-    sr = 16000
-    if notes_from is not None:  # an index without audio (bench/gen_catalogue.py): notes from elsewhere
-        from types import SimpleNamespace
-        tracks = [SimpleNamespace(audio_path=str(p), track_id=p.stem) for p in sorted(notes_from.glob("*.mp3"))]
-    else:
-        tracks = [t for t in svc.catalogue.all_tracks() if t.audio_path and Path(t.audio_path).exists()]
-    rng.shuffle(tracks)
-    out: list[tuple[bytes, str]] = []
-    i = 0
-    while len(out) < n and i < 10 * len(tracks):
-        t = tracks[i % len(tracks)]
-        i += 1
-        a = decode(t.audio_path, sr, limits_from_settings(settings, for_catalogue=True))
-        if a.duration_s < seconds + 1:
-            continue
-        start = int(rng.uniform(0, a.duration_s - seconds) * sr)
-        clip = phone_degrade(a.samples[start: start + int(seconds * sr)], sr, rng, opus=False)
-        out.append((encode_opus(clip, sr), t.track_id))
-    return out
+from benchutil import cut_voice_notes, note_sources, pct, rss_mb  # noqa: E402
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -77,7 +49,10 @@ async def run(args: argparse.Namespace) -> dict:
     try:
         rng = np.random.default_rng(args.seed)
         t = time.perf_counter()
-        notes = make_notes(svc, settings, args.concurrent, args.seconds, rng, args.notes_from)
+        from engine.audio import limits_from_settings
+
+        notes = cut_voice_notes(note_sources(svc.catalogue, args.notes_from), args.seconds, args.concurrent, rng,
+                                limits_from_settings(settings, for_catalogue=True))
         prep_s = time.perf_counter() - t
         await svc.arecommend(notes[0][0])  # warm-up
         names = [t.name for t in svc.catalogue.all_tracks()] + [t.artist for t in svc.catalogue.all_tracks()]

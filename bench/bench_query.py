@@ -20,7 +20,6 @@ import json
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,43 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.settings import Settings
-from benchutil import pct
-
-
-def make_notes(svc, seconds: float, n: int, workdir: Path, rng: np.random.Generator,
-               sources: list[Path] | None = None) -> list[Path]:
-    """Cut ``n`` voice-note-like clips from catalogue audio (or ``sources``): degraded and Opus-encoded."""
-    from engine.audio import decode, limits_from_settings
-
-    try:
-        from index_builder.augment import phone_degrade
-    except ImportError:  # pragma: no cover
-        phone_degrade = None
-    if sources is not None:
-        paths = list(sources)
-    else:
-        paths = [t.audio_path for t in svc.catalogue.all_tracks() if t.audio_path]
-    rng.shuffle(paths)
-    out = []
-    for p in paths:
-        if len(out) >= n:
-            break
-        try:
-            a = decode(p, 16000, limits_from_settings(svc.settings, for_catalogue=True))
-        except Exception:  # noqa: BLE001
-            continue
-        if a.duration_s < seconds + 1:
-            continue
-        start = int(rng.uniform(0, a.duration_s - seconds) * 16000)
-        clip = a.samples[start : start + int(seconds * 16000)]
-        if phone_degrade is not None:
-            clip = phone_degrade(clip, 16000, rng, opus=False)
-        path = workdir / f"note{len(out):03d}_{int(seconds)}s.ogg"
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", "16000", "-ac", "1", "-i", "pipe:",
-                        "-c:a", "libopus", "-b:a", "32k", str(path)],
-                       input=np.ascontiguousarray(clip, "<f4").tobytes(), check=True)
-        out.append(path)
-    return out
+from benchutil import cut_voice_notes, note_sources, pct
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +66,14 @@ def main(argv: list[str] | None = None) -> int:
                     files = [root / r["query_file"] for r in csv.DictReader(fh) if r["kind"] == "phone10"]
                 files = files[: args.n]
             else:
-                sources = sorted(args.notes_from.glob("*.mp3")) if args.notes_from else None
-                files = make_notes(svc, seconds, args.n, Path(tmp), rng, sources)
+                from engine.audio import limits_from_settings
+
+                notes = cut_voice_notes(note_sources(svc.catalogue, args.notes_from), seconds, args.n, rng,
+                                        limits_from_settings(settings, for_catalogue=True), kbps=32)
+                files = []
+                for i, (data, _) in enumerate(notes):
+                    files.append(Path(tmp) / f"note{i:03d}_{int(seconds)}s.ogg")
+                    files[-1].write_bytes(data)
             svc.recommend(files[0])  # warm-up: lazy model init, collection load
             stages: dict[str, list[float]] = {}
             for f in files:

@@ -392,22 +392,39 @@ def build(args: argparse.Namespace) -> dict:
     t1 = time.perf_counter()
     n_segs = 0
     bs = args.batch
-    for s in range(0, n, bs):
-        items = []
-        for i in range(s, min(n, s + bs)):
-            if i < args.segment_tracks:
-                segs, times = syn.segment_vectors(vecs[i], max(1, int(secs[i] // HOP_S)), int(keys[i]))
-            else:
-                segs, times = np.zeros((0, syn.dim), np.float32), np.zeros(0, np.float32)
-            items.append((int(keys[i]), np.asarray(vecs[i]), segs, times))
-            n_segs += len(times)
+    n_batches = 0
+    n_written = 0
+
+    def write(items: list) -> None:
+        nonlocal n_batches, n_written
         store.upsert_tracks(items)
-        store.flush() if (s // bs) % args.flush_every == 0 or s + bs >= n else None
+        n_batches += 1
+        n_written += len(items)
+        if n_batches % args.flush_every == 0:
+            store.flush()
         for k, _, _, times in items:
             cat.mark_indexed(k, "synthetic", rep.model_id, len(times))
-        if (s // bs) % 20 == 0:
-            print(f"  {s + len(items)}/{n} tracks, {n_segs} segments, {time.perf_counter() - t1:.0f}s, "
+        if n_batches % 20 == 0:
+            print(f"  {n_written}/{n} tracks, {n_segs} segments, {time.perf_counter() - t1:.0f}s, "
                   f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
+
+    # A batch closes at --batch tracks or --segment-batch segment vectors, whichever comes
+    # first, so the build's memory is bounded by the batch, not by the catalogue.
+    items: list = []
+    seg_in_batch = 0
+    for i in range(n):
+        if i < args.segment_tracks:
+            segs, times = syn.segment_vectors(vecs[i], max(1, int(secs[i] // HOP_S)), int(keys[i]))
+        else:
+            segs, times = np.zeros((0, syn.dim), np.float32), np.zeros(0, np.float32)
+        items.append((int(keys[i]), np.asarray(vecs[i]), segs, times))
+        n_segs += len(times)
+        seg_in_batch += len(times)
+        if len(items) >= bs or seg_in_batch >= args.segment_batch:
+            write(items)
+            items, seg_in_batch = [], 0
+    if items:
+        write(items)
     store.flush()
     t_vec = time.perf_counter() - t1
     counts = (store.count_tracks(), store.count_segments())
@@ -417,7 +434,7 @@ def build(args: argparse.Namespace) -> dict:
             "index_type": settings.index_type, "csv_rows": rep.csv_rows, "catalogue_tracks": rep.catalogue_tracks,
             "metadata_build_s": round(t_meta, 1), "peak_rss_after_metadata_mb": round(rss_meta),
             "vector_write_s": round(t_vec, 1), "tracks_in_milvus": counts[0], "segments_in_milvus": counts[1],
-            "batch": bs, "segment_tracks": args.segment_tracks, "peak_rss_mb": round(peak_rss_mb())}
+            "batch": bs, "segment_batch": args.segment_batch, "limit": n, "segment_tracks": args.segment_tracks, "peak_rss_mb": round(peak_rss_mb())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -433,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="build: only the first N tracks get vectors")
     ap.add_argument("--segment-tracks", type=int, default=0, help="build: tracks that get segment vectors")
     ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--segment-batch", type=int, default=20000, help="build: segment vectors per write batch")
     ap.add_argument("--flush-every", type=int, default=10)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)

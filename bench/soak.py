@@ -67,7 +67,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.settings import Settings  # noqa: E402
-from benchutil import pct, rss_mb  # noqa: E402
+from benchutil import encode_opus, pct, rss_mb  # noqa: E402
 
 WEIGHTS = {"note": 0.40, "similar": 0.30, "search": 0.25, "bad": 0.05}
 
@@ -118,13 +118,6 @@ def sha256(path: Path) -> str | None:
 
 
 # ---- the request pool ---------------------------------------------------------------------
-
-
-def encode_opus(samples: np.ndarray, sr: int, kbps: int = 24) -> bytes:
-    return subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "f32le", "-ar", str(sr), "-ac", "1", "-i", "pipe:",
-         "-c:a", "libopus", "-b:a", f"{kbps}k", "-f", "ogg", "pipe:"],
-        input=np.ascontiguousarray(samples, "<f4").tobytes(), capture_output=True, check=True).stdout
 
 
 def encode_m4a(samples: np.ndarray, sr: int) -> bytes:

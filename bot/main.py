@@ -13,8 +13,8 @@ import asyncio
 import logging
 import sys
 
-from engine.errors import SynestheteError
 from engine.settings import Settings
+from engine.startup import load_settings, open_service
 
 from .utils import redact
 
@@ -94,10 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--all", action="store_true", help="include answers nobody voted on")
     args = parser.parse_args(argv)
 
-    try:
-        settings = Settings.from_env(env_file=args.env_file)
-    except ValueError as exc:
-        print(f"synesthete-bot: {exc}", file=sys.stderr)
+    settings = load_settings("synesthete-bot", args.env_file)
+    if settings is None:
         return 2
     _setup_logging(settings, args.log_level)
 
@@ -118,20 +116,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import discord
 
-    from engine.service import SynestheteService
-
     from .client import SynestheteBot
 
-    try:
-        service = SynestheteService.open(settings)
-    except SynestheteError as exc:
-        log.error("cannot open the engine: %s", exc)
-        from engine.errors import ModelError, StoreError
-
-        hint = ("Build the catalogue first (see README: synesthete-index build ...), then start the bot again."
-                if isinstance(exc, StoreError) else
-                "Check SYNESTHETE_BACKBONE and the model cache (see README)." if isinstance(exc, ModelError) else "")
-        print(f"synesthete-bot: {exc.user_message}\n  detail: {exc}\n{hint}".rstrip(), file=sys.stderr)
+    service = open_service("synesthete-bot", settings)
+    if service is None:
         return 1
     try:
         bot = SynestheteBot(settings, service)

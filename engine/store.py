@@ -52,6 +52,9 @@ def _is_local(uri: str) -> bool:
 class VectorStore:
     """Track and segment vectors for one model, in one Milvus database."""
 
+    #: Rows per insert call: small enough that one call's Python rows stay ~20 MB.
+    INSERT_CHUNK = 2000
+
     def __init__(
         self,
         uri: str,
@@ -196,20 +199,30 @@ class VectorStore:
         self.upsert_tracks([(track_key, track_vector, segment_vectors, segment_times)])
 
     def upsert_tracks(self, items: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """Replace several tracks' vectors in as few calls as possible.
+
+        Segment rows are converted to the client's list-of-floats form one insert chunk at a
+        time: as Python floats a 256-d row costs ~10 KB, so building every row of a large
+        batch up front (150k segments: ~1.5 GB) made a build's memory follow the batch's
+        segment count rather than the chunk size.
+        """
         if not items:
             return
         with self._lock:
             keys = [int(k) for k, *_ in items]
             self._client.delete(self.segments_name, filter=f"track_key in {keys}")
-            seg_rows = [
-                {"track_key": int(k), "t": float(t), "vector": v.astype(np.float32).tolist()}
-                for k, _, segs, times in items for v, t in zip(segs, times)
-            ]
-            for i in range(0, len(seg_rows), 2000):
-                self._client.insert(self.segments_name, seg_rows[i : i + 2000])
+            chunk: list[dict] = []
+            for k, _, segs, times in items:
+                for v, t in zip(np.asarray(segs, dtype=np.float32), times):
+                    chunk.append({"track_key": int(k), "t": float(t), "vector": v.tolist()})
+                    if len(chunk) == self.INSERT_CHUNK:
+                        self._client.insert(self.segments_name, chunk)
+                        chunk = []
+            if chunk:
+                self._client.insert(self.segments_name, chunk)
             self._client.upsert(
                 self.tracks_name,
-                [{"track_key": int(k), "vector": tv.astype(np.float32).tolist()} for k, tv, _, _ in items],
+                [{"track_key": int(k), "vector": np.asarray(tv, dtype=np.float32).tolist()} for k, tv, _, _ in items],
             )
 
     def delete_tracks(self, keys: Sequence[int]) -> None:

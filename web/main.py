@@ -12,8 +12,7 @@ import argparse
 import logging
 import sys
 
-from engine.errors import SynestheteError
-from engine.settings import Settings
+from engine.startup import load_settings, open_service
 
 log = logging.getLogger("web")
 
@@ -27,10 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     args = p.parse_args(argv)
 
-    try:
-        settings = Settings.from_env(env_file=args.env_file)
-    except ValueError as exc:
-        print(f"synesthete-web: {exc}", file=sys.stderr)
+    settings = load_settings("synesthete-web", args.env_file)
+    if settings is None:
         return 2
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -39,16 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from aiohttp import web
 
-    from engine.service import SynestheteService
-
     from .app import create_app
 
-    try:
-        service = SynestheteService(settings)
-    except SynestheteError as exc:
-        print(f"synesthete-web: {exc.user_message}\n  ({exc})\n"
-              "  Build an index first: synesthete-index build --audio DIR  (or synesthete-index demo)",
-              file=sys.stderr)
+    service = open_service("synesthete-web", settings)
+    if service is None:
         return 1
     try:
         if host not in ("127.0.0.1", "localhost", "::1"):
