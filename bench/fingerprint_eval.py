@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         t_decode += t1 - t0
         t_build += t2 - t1
         audio_s += x.size / SR
+    t0 = time.perf_counter()
+    if not index.snapshot_is_current():  # what a product build does last; queries then use it
+        index.write_snapshot()
+    log.info("read snapshot written in %.1f s", time.perf_counter() - t0)
     stats = index.stats()
     hours = stats["seconds"] / 3600.0
     log.info(

@@ -1,7 +1,9 @@
 """Plot latency against catalogue size from the benches' JSON (matplotlib: a bench-only dependency).
 
     python bench/plot_scale.py --names /work/data/scale/bench_name_search.json \
-        [--vectors /work/data/scale/bench_vector_search.json] --out docs/scale_latency.png
+        [--vectors RUN.json [RUN2.json ...]] --out docs/scale_latency.png
+
+Several --vectors files are merged (e.g. the 10k-232k run and a separate 1M run).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--names", type=Path)
-    ap.add_argument("--vectors", type=Path)
+    ap.add_argument("--vectors", type=Path, nargs="*", default=[])
     ap.add_argument("--out", type=Path, default=Path("docs/scale_latency.png"))
     args = ap.parse_args()
     import matplotlib
@@ -32,8 +34,8 @@ def main() -> None:
             pts = [(n, d[str(n)][key]["cpu_p95_ms"]) for n in ns if key in d[str(n)]]
             if pts:
                 ax.plot(*zip(*pts), style, label=label)
-    if args.vectors and args.vectors.exists():
-        res = json.loads(args.vectors.read_text())["results"]
+    res = [r for f in args.vectors if f.exists() for r in json.loads(f.read_text())["results"]]
+    if res:
         for backend, index, pkey, label, style in (
                 ("server", "HNSW", {"ef": 64}, "vectors: server HNSW ef 64, p95", "D-"),
                 ("server", "FLAT", {}, "vectors: server FLAT, p95", "v--"),
