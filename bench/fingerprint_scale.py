@@ -43,7 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchutil import pct  # noqa: E402
 
 from engine.audio import decode, limits_from_settings  # noqa: E402
-from engine.fingerprint.index import SNAPSHOT_DTYPE, FingerprintIndex, score_candidates  # noqa: E402
+from engine.fingerprint.index import (  # noqa: E402
+    MAX_SCORED_TRACKS,
+    SNAPSHOT_DTYPE,
+    FingerprintIndex,
+    score_candidates,
+)
 from engine.fingerprint.landmarks import FRAMES_PER_S, extract_landmarks  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
@@ -95,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=Path, required=True, help="dev corpus queries.csv (its phone10 rows)")
     ap.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16, 48])
     ap.add_argument("--n", type=int, default=60, help="phone10 queries")
+    ap.add_argument("--budgets", type=int, nargs="+", default=[0, 1_000_000, 250_000],
+                    help="FingerprintIndex.max_candidates values to run at each factor (0 = no limit)")
+    ap.add_argument("--max-tracks", type=int, nargs="+", default=[MAX_SCORED_TRACKS],
+                    help="score_candidates max_tracks values (0 = histogram for every track)")
     ap.add_argument("--hours", type=float, default=0.0, help="hours of audio in the snapshot (0: from its times)")
     ap.add_argument("--work", type=Path, required=True, help="folder for the grown snapshots (deleted after each)")
     ap.add_argument("--json", type=Path)
@@ -127,51 +136,57 @@ def main(argv: list[str] | None = None) -> int:
         grow_s = time.perf_counter() - t0
         all_keys = np.arange(len(keys) * k, dtype=np.int64)  # index -> key; real keys for copy 0 below
         all_keys[: len(keys)] = keys
-        fp = FingerprintIndex.__new__(FingerprintIndex)  # only the lookup method is used: no SQLite
-        # warm the page cache the way a long-running process would be warm
-        _ = [fp._lookup_snapshot(q[0], arr, all_keys) for q in queries[:3]]
-        lookup_ms, score_ms, rows, conf, top1 = [], [], [], [], []
-        for qh, qt, tid in queries:
-            t1 = time.perf_counter()
-            rh, rtr, rt = fp._lookup_snapshot(qh, arr, all_keys)
-            t2 = time.perf_counter()
-            matches = score_candidates(qh, qt, rh, rtr, rt, 5)
-            t3 = time.perf_counter()
-            lookup_ms.append((t2 - t1) * 1e3)
-            score_ms.append((t3 - t2) * 1e3)
-            rows.append(int(rh.size))
-            best = matches[0] if matches else None
-            ok = best is not None and key_of.get(best.track_key) == tid
-            top1.append(ok)
-            conf.append(ok and best.confidence >= CONFIDENT)
-        run = {"factor": k, "rows": int(arr.size), "hours": round(hours * k, 1), "tracks": len(keys) * k,
-               "snapshot_gb": round(arr.size * SNAPSHOT_DTYPE.itemsize / 1e9, 2), "grow_s": round(grow_s, 1),
-               "candidate_rows_p50": int(pct(rows, 50)), "candidate_rows_p95": int(pct(rows, 95)),
-               "lookup_ms_p50": round(pct(lookup_ms, 50), 1), "lookup_ms_p95": round(pct(lookup_ms, 95), 1),
-               "score_ms_p50": round(pct(score_ms, 50), 1), "score_ms_p95": round(pct(score_ms, 95), 1),
-               "top1": round(float(np.mean(top1)), 3), "confident_correct": round(float(np.mean(conf)), 3)}
-        report["runs"].append(run)
-        print(json.dumps(run), flush=True)
+        for budget, max_tracks in [(b, m) for b in args.budgets for m in args.max_tracks]:
+            fp = FingerprintIndex.__new__(FingerprintIndex)  # only the lookup is used: no SQLite
+            fp.max_candidates = budget
+            # warm the page cache the way a long-running process would be warm
+            _ = [fp._lookup_snapshot(q[0], arr, all_keys) for q in queries[:3]]
+            lookup_ms, score_ms, rows, conf, top1 = [], [], [], [], []
+            for qh, qt, tid in queries:
+                t1 = time.perf_counter()
+                rh, rtr, rt = fp._lookup_snapshot(qh, arr, all_keys)
+                t2 = time.perf_counter()
+                matches = score_candidates(qh, qt, rh, rtr, rt, 5, max_tracks=max_tracks)
+                t3 = time.perf_counter()
+                lookup_ms.append((t2 - t1) * 1e3)
+                score_ms.append((t3 - t2) * 1e3)
+                rows.append(int(rh.size))
+                best = matches[0] if matches else None
+                ok = best is not None and key_of.get(best.track_key) == tid
+                top1.append(ok)
+                conf.append(ok and best.confidence >= CONFIDENT)
+            run = {"factor": k, "budget": budget, "max_tracks": max_tracks, "rows": int(arr.size), "hours": round(hours * k, 1),
+                   "tracks": len(keys) * k, "snapshot_gb": round(arr.size * SNAPSHOT_DTYPE.itemsize / 1e9, 2),
+                   "grow_s": round(grow_s, 1),
+                   "candidate_rows_p50": int(pct(rows, 50)), "candidate_rows_p95": int(pct(rows, 95)),
+                   "lookup_ms_p50": round(pct(lookup_ms, 50), 1), "lookup_ms_p95": round(pct(lookup_ms, 95), 1),
+                   "score_ms_p50": round(pct(score_ms, 50), 1), "score_ms_p95": round(pct(score_ms, 95), 1),
+                   "top1": round(float(np.mean(top1)), 3), "confident_correct": round(float(np.mean(conf)), 3)}
+            report["runs"].append(run)
+            print(json.dumps(run), flush=True)
         del arr
         if k != 1:
             path.unlink()
 
-    # cost per candidate row, fitted over the runs: total ms = a + b * rows
-    r = report["runs"]
-    x = np.array([v["candidate_rows_p50"] for v in r], float)
-    y = np.array([v["lookup_ms_p50"] + v["score_ms_p50"] for v in r], float)
-    if len(r) >= 2:
-        b, a = np.polyfit(x, y, 1)
-        rows_per_hour_query = float(np.median(x / np.array([v["hours"] for v in r])))
-        report["fit"] = {"ms_fixed": round(float(a), 2), "us_per_candidate_row": round(float(b) * 1e3, 4),
-                         "candidate_rows_per_catalogue_hour": round(rows_per_hour_query, 1)}
+    # Cost per candidate row at the largest factor run without a budget.  The scoring sorts
+    # the votes, so the cost per row grows slowly with the rows: extrapolating with the
+    # largest run's figure is a lower bound.
+    r = [v for v in report["runs"] if v["budget"] == 0 and v["max_tracks"] == 0] or \
+        [v for v in report["runs"] if v["budget"] == 0]
+    if r:
+        big = max(r, key=lambda v: v["factor"])
+        us_per_row = (big["lookup_ms_p50"] + big["score_ms_p50"]) * 1e3 / max(1, big["candidate_rows_p50"])
+        rows_per_hour = big["candidate_rows_p50"] / big["hours"]
+        report["extrapolation"] = {"from_factor": big["factor"], "us_per_candidate_row": round(us_per_row, 3),
+                                   "candidate_rows_per_catalogue_hour_10s_query": round(rows_per_hour)}
         # 176,774 distinct songs; their Kaggle durations sum to ~11,170 h (bench/gen_catalogue.py)
         for label, h in (("30-s previews of 176,774 songs (1,473 h)", 1473.0),
                          ("full tracks of 176,774 songs (11,170 h)", 11170.0)):
-            rows_q = rows_per_hour_query * h
-            report["fit"][label] = {"candidate_rows": int(rows_q), "ms_per_query": round(a + b * rows_q),
-                                    "snapshot_gb": round(base.size / hours * h * SNAPSHOT_DTYPE.itemsize / 1e9, 1)}
-        print(json.dumps(report["fit"], indent=2), flush=True)
+            rows_q = rows_per_hour * h
+            report["extrapolation"][label] = {
+                "candidate_rows_10s_query": int(rows_q), "ms_per_10s_query_unbudgeted": round(us_per_row * rows_q / 1e3),
+                "snapshot_gb": round(base.size / hours * h * SNAPSHOT_DTYPE.itemsize / 1e9, 1)}
+        print(json.dumps(report["extrapolation"], indent=2), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

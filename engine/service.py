@@ -130,7 +130,9 @@ class SynestheteService:
         else:
             self.store.ensure_collections()
         fp_path = settings.fingerprint_db_path
-        self.fingerprints = FingerprintIndex(fp_path, read_only=read_only) if (fp_path.exists() or not read_only) else None
+        self.fingerprints = (
+            FingerprintIndex(fp_path, read_only=read_only, max_candidates=settings.fingerprint_max_candidates)
+            if (fp_path.exists() or not read_only) else None)
         self._executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="synesthete")
         # lookups (similar_to: a vector fetch + one search) never queue behind decode/embed work
         self._light_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="synesthete-light")

@@ -64,6 +64,9 @@ class Settings:
     top_k: int = 5
     #: Minimum identification confidence (0..1) to say "sounds like".
     identify_threshold: float = 0.5
+    #: Most fingerprint rows one query may score (0 = no limit).  Posting lists grow with
+    #: the catalogue; past this budget the rarest hashes are kept (docs/identification.md).
+    fingerprint_max_candidates: int = 1_000_000
 
     # --- concurrency ---------------------------------------------------------
     #: Worker threads for decode + embed; bounds memory and CPU use.

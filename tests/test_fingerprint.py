@@ -236,3 +236,44 @@ def test_snapshot_gives_the_same_answers_and_goes_stale(tracks: dict[int, np.nda
     assert all(m.track_key != 103 for m in ro.match(query, SR))
     ro.close()
     idx.close()
+
+
+def test_candidate_budget_keeps_the_rarest_hashes(tracks: dict[int, np.ndarray], tmp_path: Path) -> None:
+    """Over budget, a query scores only its rarest hashes: bounded work, same answer."""
+    idx = FingerprintIndex(tmp_path / "fp.sqlite")
+    for key in list(tracks)[:6]:
+        idx.add_track(key, tracks[key], SR)
+    idx.write_snapshot()
+    query = tracks[104][SR * 3 : SR * 13]
+    qh, _ = extract_landmarks(query, SR, density="query")
+    arr, keys = idx._load_snapshot()
+    all_rows = idx._lookup_snapshot(qh, arr, keys)[0].size
+    budget = all_rows // 4
+    limited = FingerprintIndex(tmp_path / "fp.sqlite", read_only=True, max_candidates=budget)
+    rows_h = limited._lookup_snapshot(qh, arr, keys)[0]
+    assert 0 < rows_h.size <= budget < all_rows
+    # every kept hash has a posting list no longer than any dropped one
+    col = arr["h"]
+    length = {int(h): int(np.searchsorted(col, h, "right") - np.searchsorted(col, h, "left")) for h in np.unique(qh)}
+    kept = set(np.unique(rows_h).tolist())
+    dropped = [length[h] for h in length if h not in kept and length[h] > 0]
+    assert max(length[h] for h in kept) <= min(dropped)
+    best = limited.match(query, SR)[0]
+    assert best.track_key == 104 and abs(best.offset_s - 3.0) < 0.05
+    limited.close()
+    idx.close()
+
+
+def test_prefilter_by_raw_matches_keeps_the_answer(index: FingerprintIndex, tracks: dict[int, np.ndarray]) -> None:
+    """Scoring only the tracks with the most raw hash matches gives the same best match."""
+    from engine.fingerprint.index import score_candidates
+
+    query = tracks[105][SR * 4 : SR * 14]
+    qh, qt = extract_landmarks(query, SR, density="query")
+    rh, rtr, rt = index.lookup(qh)
+    assert np.unique(rtr).size > 3  # otherwise nothing would be filtered
+    full = score_candidates(qh, qt, rh, rtr, rt, 5, max_tracks=0)
+    narrow = score_candidates(qh, qt, rh, rtr, rt, 5, max_tracks=3)
+    assert full[0].track_key == narrow[0].track_key == 105
+    assert full[0].score == narrow[0].score and full[0].offset_s == narrow[0].offset_s
+    assert len(narrow) <= 3

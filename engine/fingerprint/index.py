@@ -52,6 +52,10 @@ SCHEMA_VERSION = 1
 _IN_CHUNK = 20000
 
 
+#: Tracks that get an offset histogram per query (the rest are ranked out by raw hash
+#: matches first; see :func:`score_candidates`).  0 = all.
+MAX_SCORED_TRACKS = 400
+
 #: One row of the read snapshot: hash, index into the snapshot's sorted track keys, frame time.
 SNAPSHOT_DTYPE = np.dtype([("h", "<u4"), ("k", "<u4"), ("t", "<u4")])
 
@@ -118,6 +122,7 @@ def score_candidates(
     r_track: np.ndarray,
     r_time: np.ndarray,
     top_k: int,
+    max_tracks: int = MAX_SCORED_TRACKS,
 ) -> list[FingerprintMatch]:
     """Offset-histogram scoring of DB rows against the query's landmarks.
 
@@ -129,6 +134,8 @@ def score_candidates(
     """
     if r_hash.size == 0 or q_hash.size == 0:
         return []
+    # Map DB rows to dense track indices once (over rows, not over the larger set of pairs).
+    tkeys, r_tidx = np.unique(np.asarray(r_track, dtype=np.int64), return_inverse=True)
     order = np.argsort(q_hash, kind="stable")
     qh, qt = q_hash[order].astype(np.int64), q_time[order].astype(np.int64)
     lo = np.searchsorted(qh, r_hash, side="left")
@@ -138,16 +145,25 @@ def score_candidates(
     if not sel.any():
         return []
     lo, cnt = lo[sel], cnt[sel]
-    tr, rt = r_track[sel].astype(np.int64), r_time[sel].astype(np.int64)
+    tr, rt = r_tidx[sel].astype(np.int64), r_time[sel].astype(np.int64)
+    # Pre-filter: only the ``max_tracks`` tracks with the most raw hash matches get an
+    # offset histogram.  The true track's aligned votes are part of its raw count, so it
+    # is among them; this keeps the sort below small when the catalogue (and so the
+    # number of tracks sharing some hash with the query) is large.
+    if max_tracks and tkeys.size > max_tracks:
+        raw = np.bincount(tr, weights=cnt, minlength=tkeys.size)
+        keep_t = np.zeros(tkeys.size, dtype=bool)
+        keep_t[np.argpartition(-raw, max_tracks - 1)[:max_tracks]] = True
+        m = keep_t[tr]
+        lo, cnt, tr, rt = lo[m], cnt[m], tr[m], rt[m]
     # expand every DB row into one pair per matching query landmark
     rep = np.repeat(np.arange(cnt.size), cnt)
     first = np.repeat(np.cumsum(cnt) - cnt, cnt)
     qidx = lo[rep] + (np.arange(rep.size) - first)
     offs = rt[rep] - qt[qidx]
-    tracks = tr[rep]
     # (track, t_ref, query landmark) is unique (primary key + distinct query
     # landmarks), so every pair is already one vote of one query landmark.
-    tkeys, tidx = np.unique(tracks, return_inverse=True)
+    tidx = tr[rep]
     off_min = int(offs.min()) - 2
     span = int(offs.max()) - off_min + 3
     uk, votes = np.unique(tidx.astype(np.int64) * span + (offs - off_min), return_counts=True)
@@ -184,9 +200,11 @@ def score_candidates(
 class FingerprintIndex:
     """SQLite-backed landmark index; see the module docstring for layout and costs."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False, max_candidates: int = 0) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        #: Most DB rows one query scores (0 = all); see :meth:`_lookup_snapshot`.
+        self.max_candidates = max(0, int(max_candidates))
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
@@ -440,11 +458,26 @@ class FingerprintIndex:
         return arr[1:], keys
 
     def _lookup_snapshot(self, hashes: np.ndarray, arr: np.ndarray, keys: np.ndarray):
+        """Rows of the query's hashes, at most :attr:`max_candidates` of them.
+
+        Why a budget: a hash's posting list grows with the catalogue (~780k rows per
+        hour of audio over 2**21 hashes), so without one a 10-s query's scoring cost
+        grows linearly with the catalogue (docs/identification.md, measured).  Over
+        budget, the hashes with the *shortest* posting lists are kept: a rare hash is
+        strong evidence for the few tracks that have it, while a common one mostly adds
+        chance votes (the idea of IDF).  The true track keeps its aligned votes from the
+        rare hashes, so identification degrades gracefully instead of slowing down.
+        """
         uniq = np.unique(hashes.astype(np.uint32))
         col = arr["h"]
         lo = np.searchsorted(col, uniq, side="left")
         hi = np.searchsorted(col, uniq, side="right")
         cnt = hi - lo
+        if self.max_candidates and int(cnt.sum()) > self.max_candidates:
+            order = np.argsort(cnt, kind="stable")
+            keep = order[np.cumsum(cnt[order]) <= self.max_candidates]
+            keep.sort()
+            lo, hi, cnt = lo[keep], hi[keep], cnt[keep]
         if cnt.sum() == 0:
             empty = np.zeros(0, np.int64)
             return empty, empty, empty
