@@ -62,28 +62,67 @@ def load_snapshot(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return arr[1:], keys
 
 
-def grow(base: np.ndarray, n_keys: int, k: int, out: Path, seed: int = 0) -> np.ndarray:
-    """``base`` repeated ``k`` times per row (so still sorted by hash) into a memory-mapped file.
+def grow(base: np.ndarray, n_keys: int, k: int, out: Path, decoys: str = "copy", seed: int = 0) -> np.ndarray:
+    """``base`` and ``k - 1`` decoy copies of it, sorted by hash, in a memory-mapped file.
 
-    Copy 0 is the real index; copy j's rows go to track index ``k_row + j * n_keys``
-    with a uniform random frame time within the real track's span.
+    Copy 0 is the real index.  Copy j's rows go to track index ``k_row + j * n_keys``
+    with a uniform random frame time within the real track's span.  ``decoys``:
+
+    * ``copy``: the copies keep the real hashes, so every posting list is exactly
+      ``k`` times as long (the real skew of common and rare hashes is kept) and every
+      decoy shares *all* its hashes with one real song -- the harshest case for
+      telling songs apart, a lower bound on accuracy.
+    * ``remap``: each copy maps every hash to another hash of about the same
+      frequency (a random permutation within blocks of 64 hashes ranked by their
+      count), so posting lists keep their lengths and skew, but a decoy no longer
+      shares its exact hashes with one real song, as with unrelated music.
     """
     if k == 1:
         return base
     rng = np.random.default_rng(seed)
     t_max = np.zeros(n_keys, np.int64)
     np.maximum.at(t_max, base["k"].astype(np.int64), base["t"].astype(np.int64))
+    n_hash = 1 << 21
+    if decoys == "copy":
+        arr = np.lib.format.open_memmap(out, mode="w+", dtype=SNAPSHOT_DTYPE, shape=(base.size * k,))
+        for s in range(0, base.size, CHUNK_ROWS):
+            b = np.asarray(base[s: s + CHUNK_ROWS])
+            rep = np.repeat(b, k)
+            copy = np.tile(np.arange(k, dtype=np.int64), b.size)
+            kk = rep["k"].astype(np.int64)
+            rand_t = (rng.random(rep.size) * (t_max[kk] + 1)).astype(np.uint32)
+            rep["t"] = np.where(copy == 0, rep["t"], rand_t)
+            rep["k"] = (kk + copy * n_keys).astype(np.uint32)
+            arr[s * k: (s + b.size) * k] = rep
+        arr.flush()
+        return arr
+    # remap: write copies unsorted, then sort by hash (stable radix sort on uint32)
+    freq = np.bincount(np.asarray(base["h"], dtype=np.int64), minlength=n_hash)
+    by_rank = np.argsort(freq, kind="stable")
+    raw = np.lib.format.open_memmap(out.with_suffix(".unsorted.npy"), mode="w+", dtype=SNAPSHOT_DTYPE,
+                                    shape=(base.size * k,))
+    raw[: base.size] = base
+    for j in range(1, k):
+        perm = by_rank.reshape(-1, 64)[np.arange(n_hash // 64)[:, None], rng.permuted(
+            np.tile(np.arange(64), (n_hash // 64, 1)), axis=1)].ravel()
+        mapping = np.empty(n_hash, np.uint32)
+        mapping[by_rank] = perm
+        for s in range(0, base.size, CHUNK_ROWS):
+            b = np.array(base[s: s + CHUNK_ROWS])
+            kk = b["k"].astype(np.int64)
+            b["t"] = (rng.random(b.size) * (t_max[kk] + 1)).astype(np.uint32)
+            b["k"] = (kk + j * n_keys).astype(np.uint32)
+            b["h"] = mapping[b["h"]]
+            raw[j * base.size + s: j * base.size + s + b.size] = b
+    raw.flush()
+    order = np.argsort(raw["h"], kind="stable")
     arr = np.lib.format.open_memmap(out, mode="w+", dtype=SNAPSHOT_DTYPE, shape=(base.size * k,))
-    for s in range(0, base.size, CHUNK_ROWS):
-        b = np.asarray(base[s: s + CHUNK_ROWS])
-        rep = np.repeat(b, k)
-        copy = np.tile(np.arange(k, dtype=np.int64), b.size)
-        kk = rep["k"].astype(np.int64)
-        rand_t = (rng.random(rep.size) * (t_max[kk] + 1)).astype(np.uint32)
-        rep["t"] = np.where(copy == 0, rep["t"], rand_t)
-        rep["k"] = (kk + copy * n_keys).astype(np.uint32)
-        arr[s * k: (s + b.size) * k] = rep
+    for s in range(0, order.size, CHUNK_ROWS * 4):
+        arr[s: s + CHUNK_ROWS * 4] = raw[np.sort(order[s: s + CHUNK_ROWS * 4])][
+            np.argsort(np.argsort(order[s: s + CHUNK_ROWS * 4]))]
     arr.flush()
+    del order, raw
+    out.with_suffix(".unsorted.npy").unlink()
     return arr
 
 
@@ -105,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tracks", type=int, nargs="+", default=[MAX_SCORED_TRACKS],
                     help="score_candidates max_tracks values (0 = histogram for every track)")
     ap.add_argument("--hours", type=float, default=0.0, help="hours of audio in the snapshot (0: from its times)")
+    ap.add_argument("--decoys", choices=["copy", "remap"], default="copy",
+                    help="how the added tracks relate to the real ones (see grow())")
     ap.add_argument("--work", type=Path, required=True, help="folder for the grown snapshots (deleted after each)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -132,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in args.factors:
         t0 = time.perf_counter()
         path = args.work / f"grown_x{k}.npy"
-        arr = grow(base, len(keys), k, path)
+        arr = grow(base, len(keys), k, path, decoys=args.decoys)
         grow_s = time.perf_counter() - t0
         all_keys = np.arange(len(keys) * k, dtype=np.int64)  # index -> key; real keys for copy 0 below
         all_keys[: len(keys)] = keys
@@ -155,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 ok = best is not None and key_of.get(best.track_key) == tid
                 top1.append(ok)
                 conf.append(ok and best.confidence >= CONFIDENT)
-            run = {"factor": k, "budget": budget, "max_tracks": max_tracks, "rows": int(arr.size), "hours": round(hours * k, 1),
+            run = {"factor": k, "decoys": args.decoys, "budget": budget, "max_tracks": max_tracks, "rows": int(arr.size), "hours": round(hours * k, 1),
                    "tracks": len(keys) * k, "snapshot_gb": round(arr.size * SNAPSHOT_DTYPE.itemsize / 1e9, 2),
                    "grow_s": round(grow_s, 1),
                    "candidate_rows_p50": int(pct(rows, 50)), "candidate_rows_p95": int(pct(rows, 95)),
