@@ -43,12 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchutil import pct  # noqa: E402
 
 from engine.audio import decode, limits_from_settings  # noqa: E402
-from engine.fingerprint.index import (  # noqa: E402
-    MAX_SCORED_TRACKS,
-    SNAPSHOT_DTYPE,
-    FingerprintIndex,
-    score_candidates,
-)
+from engine.fingerprint.index import SNAPSHOT_DTYPE, FingerprintIndex, score_candidates  # noqa: E402
 from engine.fingerprint.landmarks import FRAMES_PER_S, extract_landmarks  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
@@ -141,8 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=60, help="phone10 queries")
     ap.add_argument("--budgets", type=int, nargs="+", default=[0, 1_000_000, 250_000],
                     help="FingerprintIndex.max_candidates values to run at each factor (0 = no limit)")
-    ap.add_argument("--max-tracks", type=int, nargs="+", default=[MAX_SCORED_TRACKS],
-                    help="score_candidates max_tracks values (0 = histogram for every track)")
     ap.add_argument("--hours", type=float, default=0.0, help="hours of audio in the snapshot (0: from its times)")
     ap.add_argument("--decoys", choices=["copy", "remap"], default="copy",
                     help="how the added tracks relate to the real ones (see grow())")
@@ -177,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         grow_s = time.perf_counter() - t0
         all_keys = np.arange(len(keys) * k, dtype=np.int64)  # index -> key; real keys for copy 0 below
         all_keys[: len(keys)] = keys
-        for budget, max_tracks in [(b, m) for b in args.budgets for m in args.max_tracks]:
+        for budget in args.budgets:
             fp = FingerprintIndex.__new__(FingerprintIndex)  # only the lookup is used: no SQLite
             fp.max_candidates = budget
             # warm the page cache the way a long-running process would be warm
@@ -187,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 t1 = time.perf_counter()
                 rh, rtr, rt = fp._lookup_snapshot(qh, arr, all_keys)
                 t2 = time.perf_counter()
-                matches = score_candidates(qh, qt, rh, rtr, rt, 5, max_tracks=max_tracks)
+                matches = score_candidates(qh, qt, rh, rtr, rt, 5)
                 t3 = time.perf_counter()
                 lookup_ms.append((t2 - t1) * 1e3)
                 score_ms.append((t3 - t2) * 1e3)
@@ -196,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 ok = best is not None and key_of.get(best.track_key) == tid
                 top1.append(ok)
                 conf.append(ok and best.confidence >= CONFIDENT)
-            run = {"factor": k, "decoys": args.decoys, "budget": budget, "max_tracks": max_tracks, "rows": int(arr.size), "hours": round(hours * k, 1),
+            run = {"factor": k, "decoys": args.decoys, "budget": budget, "rows": int(arr.size), "hours": round(hours * k, 1),
                    "tracks": len(keys) * k, "snapshot_gb": round(arr.size * SNAPSHOT_DTYPE.itemsize / 1e9, 2),
                    "grow_s": round(grow_s, 1),
                    "candidate_rows_p50": int(pct(rows, 50)), "candidate_rows_p95": int(pct(rows, 95)),
@@ -212,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     # Cost per candidate row at the largest factor run without a budget.  The scoring sorts
     # the votes, so the cost per row grows slowly with the rows: extrapolating with the
     # largest run's figure is a lower bound.
-    r = [v for v in report["runs"] if v["budget"] == 0 and v["max_tracks"] == 0] or \
-        [v for v in report["runs"] if v["budget"] == 0]
+    r = [v for v in report["runs"] if v["budget"] == 0]
     if r:
         big = max(r, key=lambda v: v["factor"])
         us_per_row = (big["lookup_ms_p50"] + big["score_ms_p50"]) * 1e3 / max(1, big["candidate_rows_p50"])
