@@ -92,6 +92,14 @@ def make_collection(client, name: str, dim: int, index: str, n: int) -> dict:
     return params
 
 
+def hit_key(hit) -> int:
+    """A hit's primary key: a server names it ``id``, milvus-lite by its field name."""
+    try:
+        return int(hit["id"])
+    except KeyError:
+        return int(hit["track_key"])
+
+
 def wait_until_indexed(client, name: str, n: int, limit_s: float = 3600.0) -> None:
     """A server builds indexes in the background after ``create_index`` returns.
 
@@ -143,12 +151,12 @@ def run_config(client, name: str, v: np.ndarray, q: np.ndarray, truth: np.ndarra
             res = client.search(name, data=[q[i].tolist()], limit=K, search_params={"metric_type": "COSINE", "params": sp},
                                 **kw)
             lat.append((time.perf_counter() - t) * 1000)
-            got.append([h["track_key"] for h in res[0]])
+            got.append([hit_key(h) for h in res[0]])
         # recall over all queries in batched calls (also the lite batching cost)
         tb = time.perf_counter()
         res = client.search(name, data=q.tolist(), limit=K, search_params={"metric_type": "COSINE", "params": sp}, **kw)
         batch_ms = (time.perf_counter() - tb) * 1000
-        ids = [[h["track_key"] for h in r] for r in res]
+        ids = [[hit_key(h) for h in r] for r in res]
         recall = float(np.mean([len(set(a) & set(t.tolist())) / K for a, t in zip(ids, truth)]))
         entry = {"params": sp, "recall_at_5": round(recall, 4), "single_p50_ms": pct(lat, 50),
                  "single_p95_ms": pct(lat, 95), "n_single": nq,

@@ -103,13 +103,24 @@ class VectorStore:
     hnsw_ef: int = 64
     ivf_nprobe: int = 16
 
+    #: Rows from which ``auto`` on milvus-lite uses IVF_FLAT instead of FLAT.
+    LITE_IVF_FROM_ROWS = 50_000
+
     def _choose_index(self, n_rows_hint: int) -> dict:
+        """The index for a new collection of about ``n_rows_hint`` rows (0 = unknown).
+
+        ``auto``: a server gets HNSW (ms latency, recall@5 >= 0.99 at every measured size
+        up to 1M).  milvus-lite gets FLAT (exact, no build) below ``LITE_IVF_FROM_ROWS``
+        rows and IVF_FLAT (nlist 4 sqrt(n), nprobe 16) above: at 232k rows lite's FLAT
+        costs 254 ms a call against 96 ms for IVF_FLAT at recall@5 0.991, and builds in
+        2 s, while lite's HNSW blocks for ~9 min (docs/performance.md).
+        """
         kind = self.index_type.upper()
         if kind == "AUTO":
-            # lite: every call costs ~150 ms whatever the index, FLAT is exact and builds in no
-            # time (HNSW at 232k blocks ~9 min); a server: HNSW gives ms latency with recall@5
-            # >= 0.95 at every measured size (docs/performance.md, bench/bench_vector_search.py)
-            kind = "FLAT" if self.is_lite else "HNSW"
+            if not self.is_lite:
+                kind = "HNSW"
+            else:
+                kind = "IVF_FLAT" if n_rows_hint >= self.LITE_IVF_FROM_ROWS else "FLAT"
         if kind == "HNSW":
             return {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200}}
         if kind == "IVF_FLAT":
@@ -123,7 +134,7 @@ class VectorStore:
     def _read_kw(self) -> dict:
         return {} if self.is_lite else {"consistency_level": self.read_consistency}
 
-    def _create(self, name: str, segment: bool) -> None:
+    def _create(self, name: str, segment: bool, n_rows_hint: int = 0) -> None:
         from pymilvus import DataType, MilvusClient
 
         # the model id goes into the schema description too: a Milvus 2.3 server forgets
@@ -138,7 +149,7 @@ class VectorStore:
             schema.add_field("track_key", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         params = self._client.prepare_index_params()
-        idx = self._choose_index(0)
+        idx = self._choose_index(n_rows_hint)
         params.add_index("vector", index_type=idx["index_type"], metric_type="COSINE", params=idx["params"])
         self._client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
         meta = {"model_id": self.model_id, "dim": self.dim,
@@ -190,6 +201,62 @@ class VectorStore:
                         f"collection {name} was built with model {found!r} but this process uses "
                         f"{self.model_id!r}; rebuild the index")
                 self._client.load_collection(name)
+
+    def tune_index(self) -> list[str]:
+        """Re-pick each collection's index for the size it has now (``index_type=auto`` only).
+
+        A collection is created before anyone knows how big it will get, so a build calls
+        this at its end: on milvus-lite a catalogue that grew past ``LITE_IVF_FROM_ROWS``
+        moves from FLAT to IVF_FLAT, and an IVF_FLAT whose rows quadrupled gets a larger
+        nlist.  Cheap (IVF_FLAT on 232k rows builds in ~2 s).  If the new index cannot be
+        built the old kind is put back, so the collection is never left without one.
+        Returns what changed, for the build report.
+        """
+        if self.index_type.upper() != "AUTO":
+            return []
+        changed: list[str] = []
+        with self._lock:
+            for name in (self.tracks_name, self.segments_name):
+                res = self._client.query(name, filter="", output_fields=["count(*)"])
+                n = int(res[0]["count(*)"]) if res else 0
+                want = self._choose_index(n)
+                try:
+                    have = self._client.describe_index(name, "vector")
+                except Exception:  # noqa: BLE001 - no index at all: build one
+                    have = {}
+                have_kind = str(have.get("index_type", "")).upper()
+                # milvus-lite does not report nlist: then the kind alone decides
+                have_nlist = int(have.get("nlist", 0) or 0)
+                if have_kind == want["index_type"] and (
+                        want["index_type"] != "IVF_FLAT" or not have_nlist
+                        or want["params"]["nlist"] <= 2 * have_nlist):
+                    continue
+                self._replace_index(name, want, fallback=have_kind or "FLAT", fallback_params=have)
+                changed.append(f"{name}: {have_kind or 'none'} -> {want['index_type']} {want['params']} ({n} rows)")
+                log.info("index of %s: %s", name, changed[-1])
+        return changed
+
+    def _replace_index(self, name: str, want: dict, *, fallback: str, fallback_params: dict) -> None:
+        def create(kind: str, params: dict) -> None:
+            ip = self._client.prepare_index_params()
+            ip.add_index("vector", index_type=kind, metric_type="COSINE", params=params)
+            self._client.create_index(name, ip)
+
+        self._client.release_collection(name)
+        try:
+            self._client.drop_index(name, "vector")
+            try:
+                create(want["index_type"], want["params"])
+            except Exception:
+                log.exception("could not build %s on %s; putting %s back", want["index_type"], name, fallback)
+                try:  # a failed create_index is persisted by milvus-lite: drop it before retrying
+                    self._client.drop_index(name, "vector")
+                except Exception:  # noqa: BLE001
+                    log.debug("drop_index after a failed create_index failed", exc_info=True)
+                keep = {k: v for k, v in fallback_params.items() if k == "nlist"} if fallback == "IVF_FLAT" else {}
+                create(fallback if fallback in ("FLAT", "IVF_FLAT", "HNSW") else "FLAT", keep)
+        finally:
+            self._client.load_collection(name)
 
     # ---- writing --------------------------------------------------------------
 

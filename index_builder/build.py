@@ -271,6 +271,7 @@ class _Build:
             self.model_id = model_id
             self.store = self._open_store(model_id, dim)
             self._run(tracks, match)
+            report.index_changes = self.store.tune_index()  # the collections' size is known now
             if not self.fp.snapshot_is_current():
                 self.fp.write_snapshot()  # the fast read copy query processes use
         except Exception as exc:

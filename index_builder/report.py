@@ -35,6 +35,8 @@ class BuildReport:
     #: collections were dropped and recreated (model changed or --rebuild)
     recreated: bool = False
     recreate_reason: str = ""
+    #: vector indexes re-picked for the collections' new size (VectorStore.tune_index)
+    index_changes: list[str] = field(default_factory=list)
     csv_rows: int = 0
     catalogue_tracks: int = 0
     csv_problems: list[dict[str, Any]] = field(default_factory=list)
@@ -106,6 +108,8 @@ class BuildReport:
         ]
         if self.recreated:
             lines.append(f"collections recreated: {self.recreate_reason}")
+        for change in self.index_changes:
+            lines.append(f"vector index re-picked: {change}")
         if self.csv_problems:
             lines.append(f"{len(self.csv_problems)} CSV problem(s), e.g.:")
             lines += [f"  line {p['line']}: {p['problem']}" for p in self.csv_problems[:max_items]]
