@@ -39,7 +39,8 @@ def main() -> None:
         for backend, index, pkey, label, style in (
                 ("server", "HNSW", {"ef": 64}, "vectors: server HNSW ef 64, p95", "D-"),
                 ("server", "FLAT", {}, "vectors: server FLAT, p95", "v--"),
-                ("lite", "FLAT", {}, "vectors: milvus-lite FLAT, p95", "x:")):
+                ("lite", "FLAT", {}, "vectors: milvus-lite FLAT, p95", "x:"),
+                ("lite", "IVF_FLAT", {"nprobe": 16}, "vectors: milvus-lite IVF_FLAT nprobe 16, p95", "+:")):
             pts = []
             for r in res:
                 if r["backend"] == backend and r["index"] == index:

@@ -46,7 +46,7 @@ class Settings:
     segment_hop_s: float = 3.0
     #: Hop between query segments (s): denser than the catalogue for better votes.
     query_hop_s: float = 1.5
-    #: Milvus vector index: auto (FLAT on milvus-lite, HNSW on a server), FLAT, IVF_FLAT, HNSW.
+    #: Milvus vector index: auto (server: HNSW; milvus-lite: FLAT, IVF_FLAT from 50k rows), FLAT, IVF_FLAT, HNSW.
     index_type: str = "auto"
     #: torch intra-op threads per worker (0 = torch default).
     torch_threads: int = 0
