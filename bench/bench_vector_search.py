@@ -72,10 +72,10 @@ def exact_top(v: np.ndarray, q: np.ndarray, k: int = K) -> np.ndarray:
 
 
 def dir_mb(path: Path) -> float:
-    try:
-        return round(int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True).stdout.split()[0]) / 1024, 1)
-    except Exception:  # noqa: BLE001
-        return float("nan")
+    """A server data folder's size in MiB."""
+    from benchutil import dir_bytes
+
+    return round(dir_bytes(path) / 2**20, 1)
 
 
 def make_collection(client, name: str, dim: int, index: str, n: int) -> dict:

@@ -19,6 +19,13 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def dir_bytes(path) -> int:
+    """Bytes of the regular files under ``path`` (symlinks not followed): a store's size on disk."""
+    from pathlib import Path
+
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
+
+
 def encode_opus(samples: np.ndarray, sr: int, kbps: int = 24) -> bytes:
     """Ogg/Opus mono bytes, the format of a Discord voice message."""
     import subprocess

@@ -31,10 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def du_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
+from benchutil import dir_bytes  # noqa: E402
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env["SYNESTHETE_MILVUS_URI"] = srv.uri
         report["server_rss_empty_mb"] = round(srv.rss_mb())
-        report["server_disk_empty_mb"] = round(du_mb(args.work / "milvus"))
+        report["server_disk_empty_mb"] = round(dir_bytes(args.work / "milvus") / 1e6)
         print("server", srv.uri, report, flush=True)
         index_dir = args.work / "index"
         build_json = args.work / "build.json"
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         report["index_states"] = states
         report["idle_wait_s"] = round(wait_idle(srv.milvus_pid))
         report["server_rss_indexed_idle_mb"] = round(srv.rss_mb())
-        report["server_disk_mb"] = round(du_mb(args.work / "milvus"))
+        report["server_disk_mb"] = round(dir_bytes(args.work / "milvus") / 1e6)
         print("indexed", {k: v for k, v in report.items() if k.startswith(("index", "server", "idle"))}, flush=True)
 
         q_json = args.work / "bench_query.json"

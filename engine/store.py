@@ -134,7 +134,7 @@ class VectorStore:
     def _read_kw(self) -> dict:
         return {} if self.is_lite else {"consistency_level": self.read_consistency}
 
-    def _create(self, name: str, segment: bool, n_rows_hint: int = 0) -> None:
+    def _create(self, name: str, segment: bool) -> None:
         from pymilvus import DataType, MilvusClient
 
         # the model id goes into the schema description too: a Milvus 2.3 server forgets
@@ -149,7 +149,7 @@ class VectorStore:
             schema.add_field("track_key", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         params = self._client.prepare_index_params()
-        idx = self._choose_index(n_rows_hint)
+        idx = self._choose_index(0)  # size unknown yet: tune_index re-picks after a build
         params.add_index("vector", index_type=idx["index_type"], metric_type="COSINE", params=idx["params"])
         self._client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
         meta = {"model_id": self.model_id, "dim": self.dim,
@@ -217,8 +217,7 @@ class VectorStore:
         changed: list[str] = []
         with self._lock:
             for name in (self.tracks_name, self.segments_name):
-                res = self._client.query(name, filter="", output_fields=["count(*)"])
-                n = int(res[0]["count(*)"]) if res else 0
+                n = self._count(name)
                 want = self._choose_index(n)
                 try:
                     have = self._client.describe_index(name, "vector")
@@ -307,15 +306,16 @@ class VectorStore:
 
     # ---- reading --------------------------------------------------------------
 
-    def count_tracks(self) -> int:
+    def _count(self, name: str) -> int:
         with self._lock:
-            res = self._client.query(self.tracks_name, filter="", output_fields=["count(*)"])
+            res = self._client.query(name, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"]) if res else 0
 
+    def count_tracks(self) -> int:
+        return self._count(self.tracks_name)
+
     def count_segments(self) -> int:
-        with self._lock:
-            res = self._client.query(self.segments_name, filter="", output_fields=["count(*)"])
-        return int(res[0]["count(*)"]) if res else 0
+        return self._count(self.segments_name)
 
     def track_vectors(self, keys: Sequence[int]) -> dict[int, np.ndarray]:
         keys = [int(k) for k in keys]
