@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("text")
     f.add_argument("-n", "--limit", type=int, default=10)
     sub.add_parser("about", help="catalogue size, model and index build date")
+    for sp in (q, s):
+        sp.add_argument("--raw", action="store_true",
+                        help="the raw similarity ranking (no cap of one answer per artist)")
     for sp in (q, s, f, sub.choices["about"]):
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.add_argument("-k", type=int, default=None, help="how many tracks to recommend (default 5)")
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.file.exists():
                     print(f"error: no such file: {args.file}", file=sys.stderr)
                     return EXIT_USER_ERROR
-                rec = svc.recommend(args.file, k=args.k)
+                rec = svc.recommend(args.file, k=args.k, diverse=not args.raw)
                 print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False)) if args.json else _print_recommendation(rec)
             elif args.cmd == "similar":
                 if args.id:
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"No track in the catalogue matches {args.name!r}.", file=sys.stderr)
                         return EXIT_USER_ERROR
                     track_id = hits[0].track.track_id
-                rec = svc.similar_to(track_id, k=args.k)
+                rec = svc.similar_to(track_id, k=args.k, diverse=not args.raw)
                 print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False)) if args.json else _print_recommendation(rec)
             elif args.cmd == "search":
                 hits = svc.search_tracks(args.text, limit=args.limit)
@@ -114,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(info, indent=2))
                 else:
                     for key, value in info.items():
+                        if isinstance(value, dict):
+                            value = "; ".join(f"{k} {v}" for k, v in value.items() if v is not None)
                         print(f"{key:>15}: {value}")
     except SynestheteError as exc:
         logging.getLogger("synesthete").info("query failed: %r", exc)

@@ -3,9 +3,10 @@
 Two kinds of vector come out of one backbone pass:
 - per-segment vectors (one per ``patch_seconds`` window, at a hop) to recognise the
   recorded song itself by time-consistent voting;
-- one per-track vector for similarity: the renormalised mean of the segment vectors
-  (mean pooling of a track's patches was the best similarity feature for musicnn;
-  ../shared/notes/musicnn.md).
+- the backbone features of every segment, from which the similarity model
+  (``engine.similarity``) makes the track vector that answers "what sounds like this";
+  the renormalised mean of the segment vectors is kept as the fallback track vector of
+  a catalogue too small to fit that model.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ log = logging.getLogger(__name__)
 class Embedding:
     segments: np.ndarray  # (n, D) float32, L2-normalised
     times: np.ndarray  # (n,) float32 seconds, start of each segment
-    track: np.ndarray  # (D,) float32, L2-normalised
+    track: np.ndarray  # (D,) float32, L2-normalised mean of the segment vectors (identification space)
+    #: (n, d) the backbone's similarity descriptor of each segment
+    #: (``Backbone.features_and_descriptors``): what ``engine.similarity`` turns into a track vector
+    features: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -75,11 +79,13 @@ class Embedder:
         times = (np.arange(len(feats)) * hop_s).astype(np.float32)
         return feats, times
 
-    def embed_features(self, feats: np.ndarray, times: np.ndarray) -> Embedding:
+    def embed_features(self, feats: np.ndarray, times: np.ndarray, descriptors: np.ndarray | None = None) -> Embedding:
         segs = self.head.head.embed(feats)
-        return Embedding(segs, times, l2n(segs.mean(axis=0)))
+        desc = feats if descriptors is None else descriptors
+        return Embedding(segs, times, l2n(segs.mean(axis=0)), np.asarray(desc, np.float32))
 
     def embed(self, samples: np.ndarray, hop_s: float) -> Embedding:
         with self._lock, torch.inference_mode():
-            feats, times = self.features(samples, hop_s)
-            return self.embed_features(feats, times)
+            feats, desc = self.backbone.features_and_descriptors(samples, hop_s)
+            times = (np.arange(len(feats)) * hop_s).astype(np.float32)
+            return self.embed_features(feats, times, desc)

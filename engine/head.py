@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import ModelError
+from .fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +126,7 @@ def save_head(path: Path, head: EmbeddingHead, meta: dict[str, Any]) -> None:
     meta.update(in_dim=head.in_dim, out_dim=head.out_dim, hidden=head.hidden, format=HEAD_FORMAT_VERSION)
     buf = io.BytesIO()
     torch.save({"state_dict": head.state_dict(), "meta": meta}, buf)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def load_head(path: Path | None, in_dim: int, out_dim: int, backbone_id: str) -> LoadedHead:

@@ -82,6 +82,9 @@ class Recommendation:
 # a recording of a catalogue song has most of its segments pointing at that
 # song at one consistent time offset; a song *like* it scatters over tracks and offsets.
 SEGMENT_CANDIDATES = 1
+#: nearest tracks the discovery rule chooses from (enough for five artists in a catalogue of
+#: albums; the same for every page of "more like this")
+DIVERSE_POOL = 150
 
 
 def segment_vote(hits: list[list[Any]], query_times: np.ndarray, bin_s: float) -> list[tuple[int, float, float]]:
@@ -129,6 +132,7 @@ class SynestheteService:
             self.store.check_ready()
         else:
             self.store.ensure_collections()
+        self.similarity = load_similarity(settings, self.catalogue)
         fp_path = settings.fingerprint_db_path
         self.fingerprints = (
             FingerprintIndex(fp_path, read_only=read_only, max_candidates=settings.fingerprint_max_candidates)
@@ -167,8 +171,12 @@ class SynestheteService:
     def decode(self, source: audio_mod.AudioSource) -> audio_mod.DecodedAudio:
         return audio_mod.decode(source, self.embedder.sample_rate, audio_mod.limits_from_settings(self.settings))
 
-    def recommend(self, source: audio_mod.AudioSource | audio_mod.DecodedAudio, k: int | None = None) -> Recommendation:
-        """Identify the recording (when it is a catalogue song) and recommend k other tracks."""
+    def recommend(self, source: audio_mod.AudioSource | audio_mod.DecodedAudio, k: int | None = None,
+                  diverse: bool = True) -> Recommendation:
+        """Identify the recording (when it is a catalogue song) and recommend k other tracks.
+
+        ``diverse=False`` returns the raw similarity ranking (no per-artist cap).
+        """
         k = k or self.settings.top_k
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -192,14 +200,24 @@ class SynestheteService:
             seed = seed_vecs.get(identified.track.track_key, emb.track)
             exclude = {identified.track.track_key}
         else:
-            seed, exclude = emb.track, set()
-        results = self._neighbours(seed, k, exclude, identified.track if identified else None)
+            seed, exclude = self.query_track_vector(emb), set()
+        results = self._neighbours(seed, k, exclude, identified.track if identified else None, diverse)
         timings["search"] = (time.perf_counter() - t3) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         return Recommendation(identified, results, None, decoded.duration_s, timings, self.model_id)
 
-    def similar_to(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
-        """Tracks most similar to a catalogue track (``offset`` pages: 'more like this')."""
+    def query_track_vector(self, emb: Embedding) -> np.ndarray:
+        """The recording's track vector in the space of the catalogue's track vectors."""
+        if self.similarity is not None and emb.features is not None and len(emb.features):
+            return self.similarity.track_vector(emb.features)
+        return emb.track
+
+    def similar_to(self, track_id: str, k: int | None = None, offset: int = 0,
+                   diverse: bool = True) -> Recommendation:
+        """Tracks most similar to a catalogue track (``offset`` pages: 'more like this').
+
+        ``diverse=False``: the raw similarity ranking (no per-artist cap).
+        """
         k = k or self.settings.top_k
         t0 = time.perf_counter()
         track = self.catalogue.get(track_id)
@@ -209,7 +227,7 @@ class SynestheteService:
         if track.track_key not in vecs:
             raise TrackNotFoundError(f"track {track_id!r} has no audio in the index", user_message=(
                 "That track is in the catalogue but I have no audio for it, so I can't compare it."))
-        results = self._neighbours(vecs[track.track_key], k + offset, {track.track_key}, track)[offset:]
+        results = self._neighbours(vecs[track.track_key], k + offset, {track.track_key}, track, diverse)[offset:]
         return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
                               self.model_id)
 
@@ -224,6 +242,7 @@ class SynestheteService:
             "model_id": self.model_id,
             "backbone": self.embedder.backbone.name,
             "head_trained": self.embedder.head.trained,
+            "similarity": similarity_about(self.similarity),
             "index_built": self.catalogue.get_meta("built_at"),
             "milvus": "milvus-lite" if self.store.is_lite else self.store.uri,
         }
@@ -243,11 +262,13 @@ class SynestheteService:
             except TimeoutError as exc:
                 raise QueryTimeoutError(f"query exceeded {self.settings.query_timeout_s}s") from exc
 
-    async def arecommend(self, source: audio_mod.AudioSource, k: int | None = None) -> Recommendation:
-        return await self._run(self.recommend, source, k)
+    async def arecommend(self, source: audio_mod.AudioSource, k: int | None = None,
+                         diverse: bool = True) -> Recommendation:
+        return await self._run(self.recommend, source, k, diverse)
 
-    async def asimilar_to(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
-        return await self._run(self.similar_to, track_id, k, offset, light=True)
+    async def asimilar_to(self, track_id: str, k: int | None = None, offset: int = 0,
+                          diverse: bool = True) -> Recommendation:
+        return await self._run(self.similar_to, track_id, k, offset, diverse, light=True)
 
     async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         # name search is a few ms of SQLite: a thread hop, but no slot or timeout needed
@@ -291,16 +312,23 @@ class SynestheteService:
             return None
         return Identification(track, conf, max(0.0, offset), method)
 
-    def _neighbours(self, vector: np.ndarray, k: int, exclude: set[int], seed: Track | None) -> list[ScoredTrack]:
-        fetch = k * 3 + 10
+    def _neighbours(self, vector: np.ndarray, k: int, exclude: set[int], seed: Track | None,
+                    diverse: bool = True) -> list[ScoredTrack]:
+        """The k answers: nearest tracks, duplicates of the seed and each other dropped, then
+        the discovery rule (:func:`engine.answers.diversify`) unless ``diverse`` is False."""
+        from .answers import diversify
+        from .catalogue import dedup_key
+
+        per_artist = self.settings.answers_per_artist if diverse else 0
+        # one candidate pool for every page (k + offset grows page by page): pages of the
+        # discovery re-ranking are then slices of one list and never repeat a track
+        fetch = max(DIVERSE_POOL, k * 3 + 10) if per_artist > 0 else (k * 3 + 10)
         hits = self.store.search_tracks(vector[None, :], fetch, exclude=sorted(exclude))[0]
         if not hits and self.store.count_tracks() == 0:
             raise EmptyIndexError("no tracks in the vector index")
         tracks = self.catalogue.get_many([h.track_key for h in hits])
-        from .catalogue import dedup_key
-
         seen = {dedup_key(seed)} if seed is not None else set()
-        out: list[ScoredTrack] = []
+        ranked: list[ScoredTrack] = []
         for h in hits:
             t = tracks.get(h.track_key)
             if t is None or h.track_key in exclude:
@@ -309,10 +337,43 @@ class SynestheteService:
             if dk in seen:
                 continue
             seen.add(dk)
-            out.append(ScoredTrack(t, h.similarity))
-            if len(out) >= k:
-                break
-        return out
+            ranked.append(ScoredTrack(t, h.similarity))
+        return diversify(ranked, k, lambda r: r.track.artist, per_artist=per_artist,
+                         seed_artist=seed.artist if seed is not None else None)
+
+
+def load_similarity(settings: Settings, catalogue: CatalogueDB):
+    """The similarity model the catalogue's track vectors were made with, or None (head means).
+
+    Raises ``ModelError`` when the catalogue names a model whose file is missing,
+    unreadable or different: the track vectors would then be in another space than the
+    query's, and every answer wrong.
+    """
+    from .errors import ModelError
+    from .similarity import TrackEncoder
+
+    want = catalogue.get_meta("similarity_model") or ""
+    if not want:
+        return None
+    path = settings.similarity_model_path
+    try:
+        enc = TrackEncoder.load(path)
+    except (ModelError, OSError) as exc:
+        raise ModelError(f"{exc}; run `synesthete-index build` to fit it again") from exc
+    if enc.sha != want:
+        raise ModelError(f"the similarity model {path} ({enc.sha}) is not the one the index was built with "
+                         f"({want}); run `synesthete-index build` to fit it again")
+    return enc
+
+
+def similarity_about(enc) -> dict[str, Any]:
+    """What ``about`` says of the similarity model (one place for CLI, bot and web)."""
+    if enc is None:
+        return {"method": "pretrained features (no similarity model: fewer than 2 tracks, or disabled)",
+                "trained": False}
+    return {"method": enc.meta.get("method", "?"), "trained": bool(enc.meta.get("trained")),
+            "n_tracks": enc.meta.get("n_tracks"), "components": enc.n_components, "id": enc.sha,
+            "fitted": enc.meta.get("created")}
 
 
 def open_service(settings: Settings | None = None, *, read_only: bool = True) -> SynestheteService:

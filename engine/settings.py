@@ -48,6 +48,11 @@ class Settings:
     query_hop_s: float = 1.5
     #: Milvus vector index: auto (server: HNSW; milvus-lite: FLAT, IVF_FLAT from 50k rows), FLAT, IVF_FLAT, HNSW.
     index_type: str = "auto"
+    #: Similarity model fitted on the catalogue at the end of every build (docs/quality.md):
+    #: pooled (default) | lda | off (track vectors = the segment head's means).
+    similarity_method: str = "pooled"
+    #: Database-side augmentation of track vectors: neighbours averaged in (0 = off).
+    similarity_dba_k: int = 0
     #: torch intra-op threads per worker (0 = torch default).
     torch_threads: int = 0
 
@@ -62,6 +67,8 @@ class Settings:
 
     # --- answers ------------------------------------------------------------
     top_k: int = 5
+    #: Discovery rule: at most this many answers per artist (the seed's own artist: one); 0 = raw ranking.
+    answers_per_artist: int = 1
     #: Minimum identification confidence (0..1) to say "sounds like".
     identify_threshold: float = 0.5
     #: Most fingerprint rows one query may score (0 = no limit).  Posting lists grow with
@@ -159,6 +166,15 @@ class Settings:
     @property
     def resolved_head_path(self) -> Path:
         return self.head_path or (self.data_dir / "head.pt")
+
+    @property
+    def similarity_model_path(self) -> Path:
+        """The fitted similarity model (written by the index builder, read by queries)."""
+        return self.data_dir / "similarity.npz"
+
+    @property
+    def descriptors_db_path(self) -> Path:
+        return self.data_dir / "descriptors.sqlite"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

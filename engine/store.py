@@ -291,6 +291,17 @@ class VectorStore:
                 [{"track_key": int(k), "vector": np.asarray(tv, dtype=np.float32).tolist()} for k, tv, _, _ in items],
             )
 
+    def set_track_vectors(self, items: Sequence[tuple[int, np.ndarray]]) -> None:
+        """Replace only the track vectors (the similarity model was refitted); segments stay.
+
+        ``items``: ``(track_key, (dim,) vector)``; written in chunks of ``INSERT_CHUNK``.
+        """
+        with self._lock:
+            for i in range(0, len(items), self.INSERT_CHUNK):
+                self._client.upsert(self.tracks_name, [
+                    {"track_key": int(k), "vector": np.asarray(v, dtype=np.float32).tolist()}
+                    for k, v in items[i:i + self.INSERT_CHUNK]])
+
     def delete_tracks(self, keys: Sequence[int]) -> None:
         keys = [int(k) for k in keys]
         if not keys:

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.descriptors import DescriptorStore, backbone_key
 from engine.catalogue import CatalogueDB, Track, _tag_metadata, read_folder, read_kaggle_csv
 from engine.errors import StoreLockedError, SynestheteError
 from engine.settings import Settings
@@ -49,6 +50,7 @@ from engine.settings import Settings
 from .locking import BuildLock
 from .matching import MatchResult, match_folder
 from .report import BuildReport, FailedTrack
+from .similarity_fit import refit_similarity
 from .worker import DEFAULT_EMBEDDER, WorkResult
 
 log = logging.getLogger(__name__)
@@ -224,7 +226,7 @@ class _Build:
         self.max_in_flight = max(1, opts.max_in_flight or 2 * self.workers)
         report.workers = self.workers
         self.pool: ProcessPoolExecutor | None = None
-        self.store = self.catalogue = self.fp = None
+        self.store = self.catalogue = self.fp = self.descriptors = None
         self.failures: dict[str, list[str]] = {}
         self.batch: list[tuple[tuple[int, str, Path, str], WorkResult]] = []
         self.pending_deletes: list[int] = []
@@ -233,7 +235,7 @@ class _Build:
 
     # ---- setup ------------------------------------------------------------------
 
-    def _identity(self, fut: Future) -> tuple[str, int, int, str]:
+    def _identity(self, fut: Future) -> tuple[str, int, int, str, tuple]:
         try:
             return fut.result()
         except BrokenProcessPool as exc:
@@ -266,11 +268,15 @@ class _Build:
 
             self.catalogue = CatalogueDB(s.catalogue_db_path)
             self.fp = FingerprintIndex(s.fingerprint_db_path)
-            model_id, dim, _sr, backbone = self._identity(ident)
+            self.descriptors = DescriptorStore(s.descriptors_db_path)
+            model_id, dim, _sr, backbone, layout = self._identity(ident)
             report.model_id, report.backbone = model_id, backbone
             self.model_id = model_id
             self.store = self._open_store(model_id, dim)
             self._run(tracks, match)
+            fit = refit_similarity(s, self.store, self.catalogue, self.descriptors, backbone_key(model_id), layout)
+            report.similarity = {"status": fit.status, "tracks": fit.n_tracks, "seconds": round(fit.seconds, 1),
+                                 "model": fit.model_sha, **fit.detail}
             report.index_changes = self.store.tune_index()  # the collections' size is known now
             if not self.fp.snapshot_is_current():
                 self.fp.write_snapshot()  # the fast read copy query processes use
@@ -282,7 +288,7 @@ class _Build:
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True, cancel_futures=True)
-            for res in (self.store, self.catalogue, self.fp):
+            for res in (self.store, self.catalogue, self.fp, self.descriptors):
                 if res is not None:
                     try:
                         res.close()
@@ -316,9 +322,11 @@ class _Build:
             report.recreate_reason = report.recreate_reason or "--rebuild: every track is embedded again"
             cat.unmark_indexed(list(state))
             state = {}
-        untrusted = [k for k in state if k not in milvus_keys or k not in fp_keys]
+        described = self.descriptors.keys(backbone_key(model_id))
+        untrusted = [k for k in state if k not in milvus_keys or k not in fp_keys or k not in described]
         if untrusted:
-            log.info("%d indexed marks have no vectors or fingerprints; re-embedding them", len(untrusted))
+            log.info("%d indexed marks have no vectors, fingerprints or descriptors; re-embedding them",
+                     len(untrusted))
             cat.unmark_indexed(untrusted)
             for k in untrusted:
                 state.pop(k, None)
@@ -458,6 +466,8 @@ class _Build:
         batch, deletes = list(self.batch), sorted(set(self.pending_deletes))
         if batch:
             store.upsert_tracks([(item[0], r.track_vector, r.segments, r.times) for item, r in batch])
+            self.descriptors.put_many(backbone_key(self.model_id),
+                                      [r.descriptor for _, r in batch if r.descriptor is not None])
             for item, r in batch:
                 if r.fp_hashes is not None:
                     fp.add_landmarks(item[0], r.fp_hashes, r.fp_times, r.seconds)
@@ -465,6 +475,7 @@ class _Build:
                     fp.add_track(item[0], r.samples, r.sample_rate)
         if deletes:
             store.delete_tracks(deletes)
+            self.descriptors.delete(deletes)
             for k in deletes:
                 fp.remove_track(k)
         store.flush()

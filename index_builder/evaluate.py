@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIGS = ("fingerprint", "musicnn", "musicnn-trained", "logmel", "combined", "combined-trained")
 BASELINE = "mfcc-baseline"
+PRETRAINED = "musicnn-pretrained-mean"  # musicnn mean_pool averaged over a track, no head
+SIMILARITY = "similarity-model"  # engine.similarity fitted on the catalogue, as a build does
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -73,6 +75,51 @@ def precision_at_k(vectors: np.ndarray, labels: list[set[str]], k: int = 5) -> f
     nn = np.argsort(-sims, axis=1, kind="stable")[:, :k]
     scores = [np.mean([bool(labels[i] & labels[j]) for j in nn[i]]) for i in range(len(v)) if labels[i]]
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def similarity_report(vectors: np.ndarray, artists: list[str], genres: list[set[str]], k: int = 5,
+                      queries: np.ndarray | None = None) -> dict[str, float]:
+    """The similarity figures of issue 13, for track vectors ``(n, D)`` (cosine).
+
+    - ``artist_p5``: share of a query's k nearest other tracks by the same artist;
+    - ``genre_p5``: share that shares a genre with the query;
+    - ``genre_p5_artist_filtered``: the same after removing the query's own artist's
+      tracks from its ranking (the "artist filter" of music-similarity evaluation,
+      Pampalk et al. 2005; Flexer 2007): it tells "sounds alike" from "same album";
+    - the chance level of each (the expected share for a random ranking).
+    ``queries``: row indices to score (default all); every row is a candidate neighbour.
+    A query without a genre is left out of the genre figures; NaN when none is scored.
+    """
+    v = np.asarray(vectors, np.float64)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    n = len(v)
+    q_idx = np.arange(n) if queries is None else np.asarray(queries, dtype=int)
+    art = np.asarray([a or f"\0{i}" for i, a in enumerate(artists)], dtype=object)
+    a_hit, g_hit, gf_hit, a_ch, g_ch, gf_ch = [], [], [], [], [], []
+    for i in q_idx:
+        sims = v @ v[i]
+        sims[i] = -np.inf
+        order = np.argsort(-sims, kind="stable")[: n - 1]
+        top = order[:k]
+        same_art = art == art[i]
+        a_hit.append(float(np.mean(same_art[top])))
+        a_ch.append((same_art.sum() - 1) / max(1, n - 1))
+        if genres[i]:
+            shares = np.asarray([bool(genres[i] & g) for g in genres])
+            g_hit.append(float(np.mean(shares[top])))
+            g_ch.append((shares.sum() - 1) / max(1, n - 1))
+            other = order[~same_art[order]][:k]
+            pool = ~same_art
+            if len(other):
+                gf_hit.append(float(np.mean(shares[other])))
+                gf_ch.append(shares[pool].sum() / max(1, pool.sum()))
+
+    def m(x: list[float]) -> float:
+        return float(np.mean(x)) if x else float("nan")
+
+    return {"artist_p5": m(a_hit), "genre_p5": m(g_hit), "genre_p5_artist_filtered": m(gf_hit),
+            "artist_chance": m(a_ch), "genre_chance": m(g_ch), "genre_artist_filtered_chance": m(gf_ch),
+            "n_queries": len(q_idx)}
 
 
 def topk_hits(rankings: list[list[Any]], truth: list[Any], ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:
@@ -387,6 +434,15 @@ def main(args: argparse.Namespace) -> int:
         times = np.concatenate(cat_times).astype(np.float32)
         seg_tables[name] = (np.concatenate(segs), owner, times)
     mfcc_cat_arr = np.stack(mfcc_cat)
+    if cat_clean["musicnn"]:
+        # the similarity model as a build fits it (label-free, on the catalogue) and the
+        # pretrained features it starts from, side by side with the heads and the baseline
+        from engine.similarity import SimilarityConfig, fit_track_encoder
+
+        feats = cat_clean["musicnn"]
+        track_vecs[PRETRAINED] = l2n(np.stack([f.mean(0) for f in feats]))
+        enc = fit_track_encoder(feats, SimilarityConfig(out_dim=settings.embedding_dim))
+        track_vecs[SIMILARITY] = enc.track_vectors(feats)
 
     # ---- queries ----------------------------------------------------------------
     qlimits = limits_from_settings(settings)
@@ -484,7 +540,7 @@ def main(args: argparse.Namespace) -> int:
     kinds = sorted({q.kind for q in queries})
     artists = [{it.artist} if it.artist else set() for it in items]
     genres = [set(it.genres) for it in items]
-    names = [n for n in (*configs, BASELINE) if n in rank or n in track_vecs]
+    names = [n for n in (*configs, PRETRAINED, SIMILARITY, BASELINE) if n in rank or n in track_vecs]
     names = list(dict.fromkeys(names))
     results: dict[str, Any] = {}
     for name in names:
@@ -506,15 +562,16 @@ def main(args: argparse.Namespace) -> int:
                 r["latency_ms_median"] = float(np.median(lat[name]))
                 r["latency_ms_p95"] = float(np.percentile(lat[name], 95))
         if name in track_vecs:
-            r["p5_artist"] = precision_at_k(track_vecs[name], artists)
-            r["p5_genre"] = precision_at_k(track_vecs[name], genres)
+            sim = similarity_report(track_vecs[name], [it.artist for it in items], genres)
+            r["p5_artist"], r["p5_genre"] = sim["artist_p5"], sim["genre_p5"]
+            r["p5_genre_artist_filtered"] = sim["genre_p5_artist_filtered"]
             used = emb[name].labels_used if name in emb else "none"
             if used in ("artist", "genre"):
                 r["scored_on_training_labels"] = used
         results[name] = r
     base = results[BASELINE]
     for r in results.values():
-        for m in ("p5_artist", "p5_genre"):
+        for m in ("p5_artist", "p5_genre", "p5_genre_artist_filtered"):
             if m in r and base.get(m):
                 r[f"{m}_x_baseline"] = r[m] / base[m]
     what_if: dict[str, Any] = {}
@@ -524,7 +581,10 @@ def main(args: argparse.Namespace) -> int:
             ok = [row.get("fp_conf", 0.0) >= thr and row.get("fp_top") == q.track_id
                   for q, row in zip(queries, rows) if q.kind == kind]
             what_if[f"fingerprint/at-threshold/{kind}_top1"] = float(np.mean(ok)) if ok else None
-    chance = {"p5_artist": _chance(artists), "p5_genre": _chance(genres)}
+    chance = {"p5_artist": _chance(artists), "p5_genre": _chance(genres),
+              "p5_genre_artist_filtered": similarity_report(
+                  np.eye(len(items), dtype=np.float32), [it.artist for it in items], genres
+              )["genre_artist_filtered_chance"] if len(items) > 1 else float("nan")}
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.platform()}, {__import__('os').cpu_count()} CPU, torch threads {torch.get_num_threads()}",
@@ -623,7 +683,8 @@ def _fmt(v: Any) -> str:
 
 def _print_table(report: dict[str, Any], kinds: list[str]) -> None:
     cols = [f"{k}_top1" for k in kinds] + [f"{k}_top5" for k in kinds] + [
-        "p5_artist", "p5_genre", "p5_artist_x_baseline", "p5_genre_x_baseline", "latency_ms_median"]
+        "p5_artist", "p5_genre", "p5_genre_artist_filtered", "p5_artist_x_baseline", "p5_genre_x_baseline",
+        "latency_ms_median"]
     head = ["config", *cols]
     lines = [head]
     for name, r in report["results"].items():

@@ -7,9 +7,7 @@ tests read the JSON; all three must agree on what was counted.
 from __future__ import annotations
 
 import json
-import os
 import resource
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +56,8 @@ class BuildReport:
     worker_restarts: int = 0
     peak_rss_mb: float = 0.0
     peak_rss_workers_mb: float = 0.0
+    #: the similarity model's refit at the end of the build (index_builder.similarity_fit)
+    similarity: dict[str, Any] = field(default_factory=dict)
     #: the build stopped early (disk full, interrupted); what was marked is consistent
     aborted: str = ""
 
@@ -81,16 +81,9 @@ class BuildReport:
 
     def write_json(self, path: Path) -> None:
         """Atomic write, so a reader (or a full disk) never sees half a report."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, indent=1, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        from engine.fileio import atomic_write_bytes
+
+        atomic_write_bytes(Path(path), json.dumps(self.to_dict(), indent=1, ensure_ascii=False).encode("utf-8"))
 
     def summary(self, max_items: int = 8) -> str:
         """A few lines for a terminal: counts first, then samples of what needs attention."""
@@ -106,6 +99,12 @@ class BuildReport:
             f"{self.matched} with audio, {len(self.rows_without_audio)} rows without audio, "
             f"{len(self.files_without_rows)} files without a row",
         ]
+        sim = self.similarity
+        if sim.get("status") == "fitted":
+            lines.append(f"similarity model: {sim.get('method')} fitted on {sim.get('tracks')} tracks "
+                         f"in {sim.get('seconds')} s ({sim.get('n_components')} components)")
+        elif sim.get("status") == "too_small":
+            lines.append("similarity model: none (fewer than 2 tracks with audio)")
         if self.recreated:
             lines.append(f"collections recreated: {self.recreate_reason}")
         for change in self.index_changes:

@@ -33,6 +33,8 @@ class WorkResult:
     segments: np.ndarray | None = None
     times: np.ndarray | None = None
     track_vector: np.ndarray | None = None
+    #: mean + sample of the backbone features, for fitting the similarity model (engine.descriptors)
+    descriptor: Any = None
     #: landmarks (hash, frame) computed here so the main process only inserts;
     #: None when the fingerprint module offers no extractor (main then fingerprints)
     fp_hashes: np.ndarray | None = None
@@ -89,13 +91,14 @@ def init_worker(settings: Any, factory_spec: str, torch_threads: int, log_level:
         _state["landmarks"] = None
 
 
-def embedder_identity(factory_spec: str, settings: Any) -> tuple[str, int, int, str]:
-    """(model_id, dim, sample_rate, backbone name), computed in a worker so the main
-    process never loads the network itself."""
+def embedder_identity(factory_spec: str, settings: Any) -> tuple[str, int, int, str, tuple]:
+    """(model_id, dim, sample_rate, backbone name, descriptor layout), computed in a worker
+    so the main process never loads the network itself."""
     if "init_error" in _state:
         raise _state["init_error"]
     emb = _state.get("embedder") or load_factory(factory_spec)(settings)
-    return emb.model_id, emb.dim, emb.sample_rate, getattr(emb.backbone, "name", "?")
+    layout = tuple(getattr(emb.backbone, "descriptor_layout", None) or (("features", emb.dim),))
+    return emb.model_id, emb.dim, emb.sample_rate, getattr(emb.backbone, "name", "?"), layout
 
 
 def process_file(track_key: int, path: str, hop_s: float) -> WorkResult:
@@ -116,8 +119,11 @@ def process_file(track_key: int, path: str, hop_s: float) -> WorkResult:
     t1 = time.perf_counter()
     emb = embedder.embed(decoded.samples, hop_s)
     t2 = time.perf_counter()
+    from engine.descriptors import summarise
+
     res = WorkResult(track_key, True, seconds=decoded.duration_s, segments=emb.segments, times=emb.times,
-                     track_vector=emb.track, decode_s=t1 - t0, embed_s=t2 - t1)
+                     track_vector=emb.track, decode_s=t1 - t0, embed_s=t2 - t1,
+                     descriptor=summarise(track_key, emb.features) if emb.features is not None else None)
     extract = _state.get("landmarks")
     if extract is not None:
         h, t = extract(decoded.samples, decoded.sample_rate, density="reference")

@@ -163,3 +163,44 @@ def test_cli_query_json_and_text(catalogue, tmp_path: Path, capsys: pytest.Captu
     bad.write_text("hello")
     assert cli.main(["--data-dir", str(settings.data_dir), "query", str(bad)]) == 2
     assert "doesn't look like audio" in capsys.readouterr().err
+
+
+def test_the_build_fits_the_similarity_model_and_queries_use_it(catalogue, service: SynestheteService,
+                                                                 tmp_path: Path) -> None:
+    """Trained by default: the build leaves a fitted model whose vectors answer both paths."""
+    settings, audio, ids = catalogue
+    about = service.about()
+    assert about["similarity"]["method"].startswith("pooled") and about["similarity"]["trained"]
+    assert about["similarity"]["n_tracks"] == N_TRACKS
+    assert service.similarity is not None and settings.similarity_model_path.exists()
+    report = json.loads((settings.data_dir / "build_report.json").read_text())
+    assert report["similarity"]["status"] in ("fitted", "unchanged")
+    # a catalogue track's stored vector is the model applied to that track's descriptors
+    from engine.descriptors import DescriptorStore, backbone_key
+
+    store = DescriptorStore(settings.descriptors_db_path, read_only=True)
+    try:
+        descs = {d.track_key: d for d in store.iter(backbone_key(service.model_id))}
+    finally:
+        store.close()
+    assert len(descs) == N_TRACKS
+    key = next(iter(descs))
+    stored = service.store.track_vectors([key])[key]
+    d = descs[key]
+    np.testing.assert_allclose(stored, service.similarity.vectors_from_stats(d.mean[None], d.std[None])[0], atol=1e-4)
+    # a recording of no catalogue song: its track vector comes from the same model
+    noise = audiogen.encode(audiogen.synthetic_track(77, 12.0), tmp_path / "other.mp3")
+    rec = service.recommend(noise, diverse=False)
+    assert len(rec.results) == 5
+    assert all(-1.0 <= r.similarity <= 1.0 + 1e-6 for r in rec.results)
+
+
+def test_discovery_rule_spreads_answers_over_artists(catalogue, service: SynestheteService) -> None:
+    _, _, ids = catalogue
+    rec = service.similar_to(ids[3])
+    artists = [r.track.artist for r in rec.results]
+    assert len(set(artists)) == 5  # six bands, one is the seed's: at most one slot
+    assert artists.count(rec.seed.artist) <= 1
+    raw = service.similar_to(ids[3], diverse=False)
+    assert len(raw.results) == 5
+    assert [r.similarity for r in raw.results] == sorted((r.similarity for r in raw.results), reverse=True)

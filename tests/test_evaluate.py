@@ -123,7 +123,7 @@ def test_main_end_to_end_on_a_tiny_corpus(tmp_path, monkeypatch, capsys):
     assert E.main(args) == 0
     rep = json.loads(out.read_text())
     res = rep["results"]
-    assert set(res) == {"fingerprint", "musicnn", "combined", E.BASELINE}
+    assert set(res) == {"fingerprint", "musicnn", "combined", E.PRETRAINED, E.SIMILARITY, E.BASELINE}
     assert res["fingerprint"]["clean10_top1"] == 1.0
     assert res["combined"]["clean10_top1"] == 1.0
     assert 0.0 <= res["musicnn"]["p5_artist"] <= 1.0 and "p5_genre_x_baseline" in res["musicnn"]

@@ -240,11 +240,17 @@ async def api_config(request: web.Request) -> web.Response:
     })
 
 
+def _flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter: ``?raw=1`` / ``true`` / ``yes`` / ``on`` (else false)."""
+    return request.query.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 async def recommend(request: web.Request) -> web.Response:
     _limit(request, "audio")
     k = _int_param(request, "k", request.app[SETTINGS].top_k, 1, MAX_K)
+    diverse = not _flag(request, "raw")
     data = await read_audio(request)
-    rec = await request.app[SERVICE].arecommend(data, k)
+    rec = await request.app[SERVICE].arecommend(data, k, diverse)
     return web.json_response(public_answer(rec))
 
 
@@ -255,7 +261,7 @@ async def similar(request: web.Request) -> web.Response:
         raise BadRequest("missing track_id", user_message="Tell me which track: add ?track_id=…")
     k = _int_param(request, "k", request.app[SETTINGS].top_k, 1, MAX_K)
     offset = _int_param(request, "offset", 0, 0, 100)
-    rec = await request.app[SERVICE].asimilar_to(track_id, k, offset)
+    rec = await request.app[SERVICE].asimilar_to(track_id, k, offset, not _flag(request, "raw"))
     return web.json_response(public_answer(rec))
 
 

@@ -43,3 +43,21 @@ class Backbone(ABC):
         if n_samples <= patch:
             return 1
         return 1 + (n_samples - patch) // hop
+
+    #: per-segment similarity descriptor layout: (name, dim) blocks, in order.  The first
+    #: block's mean *and* spread over a track are used, the others' means (engine.similarity)
+    descriptor_blocks: tuple[tuple[str, int], ...] = ()
+
+    def features_and_descriptors(self, audio: np.ndarray, hop_seconds: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(features (n, dim), descriptors (n, sum of descriptor_blocks dims))`` from one pass.
+
+        The features feed the segment head (identification); the descriptors feed the
+        similarity model.  By default both are the features.
+        """
+        f = self.features(audio, hop_seconds)
+        return f, f
+
+    @property
+    def descriptor_layout(self) -> tuple[tuple[str, int], ...]:
+        return self.descriptor_blocks or (("features", self.dim),)
+

@@ -569,6 +569,17 @@ class MusicnnBackbone(Backbone):
         out = self.outputs(audio, hop_seconds)
         return getattr(out, self.layer).numpy().astype(np.float32, copy=False)
 
+    #: mean_pool's mean and spread over a track, penultimate's mean: the best generalising
+    #: similarity descriptor measured on held-out artists (docs/quality.md, bench/similarity_eval.py)
+    descriptor_blocks = (("mean_pool", 753), ("penultimate", 200))
+
+    def features_and_descriptors(self, audio: np.ndarray, hop_seconds: float) -> tuple[np.ndarray, np.ndarray]:
+        """The configured layer for the head, ``[mean_pool | penultimate]`` (n, 953) for similarity: one pass."""
+        out = self.outputs(audio, hop_seconds)
+        feats = getattr(out, self.layer).numpy().astype(np.float32, copy=False)
+        desc = torch.cat([out.mean_pool, out.penultimate], dim=1).numpy().astype(np.float32, copy=False)
+        return feats, desc
+
     def tags(self, audio: np.ndarray, hop_seconds: float = 3.0) -> dict[str, float]:
         """Mean tag probability over the clip, tags sorted by probability (for ``/about``)."""
         probs = self.outputs(audio, hop_seconds).taggram.mean(dim=0).tolist()

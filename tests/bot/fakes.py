@@ -62,7 +62,7 @@ class StubService(SynestheteService):
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._light_executor.shutdown(wait=False, cancel_futures=True)
 
-    def recommend(self, source: Any, k: int | None = None) -> Recommendation:
+    def recommend(self, source: Any, k: int | None = None, diverse: bool = True) -> Recommendation:
         self.calls.append(("recommend", bytes(source) if isinstance(source, (bytes, bytearray)) else source, k))
         if self.delay:
             time.sleep(self.delay)  # blocking, like decode + embed: must run off the event loop
@@ -74,7 +74,8 @@ class StubService(SynestheteService):
         return Recommendation(ident, [ScoredTrack(t, 0.95 - 0.01 * i) for i, t in enumerate(pool[:k])], None, 20.0,
                               {}, self.model_id)
 
-    def similar_to(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
+    def similar_to(self, track_id: str, k: int | None = None, offset: int = 0,
+                   diverse: bool = True) -> Recommendation:
         self.calls.append(("similar_to", track_id, k, offset))
         if self.delay:
             time.sleep(self.delay)

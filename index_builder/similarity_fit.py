@@ -1,0 +1,112 @@
+"""The build's last step: fit the similarity model on the catalogue and rewrite the track vectors.
+
+Why in the build and not a separate command: a new user must never meet an
+untrained similarity (issue 13).  The model (``engine.similarity``, a track-level
+LDA) needs no labels and costs seconds on the descriptors the backbone pass already
+left behind (``engine.descriptors``), so every build that changed the set of indexed
+tracks refits it and rewrites every track vector from the same model.
+
+Crash safety: the model file is written atomically, then the vectors, then the
+catalogue's ``similarity_model`` mark.  A crash in between leaves a mark that does
+not match the data, so the next build refits; queries read the model whose id the
+mark names, and the service refuses a mismatch with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_META = "similarity_model"  # catalogue meta: sha of the model the track vectors come from
+DATA_META = "similarity_data"  # catalogue meta: hash of the indexed set the model was fitted on
+
+
+@dataclass
+class SimilarityFitResult:
+    status: str  # "fitted" | "unchanged" | "too_small" (< 2 tracks) | "disabled"
+    n_tracks: int = 0
+    seconds: float = 0.0
+    model_sha: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def data_hash(indexed: dict[int, tuple[str, str]]) -> str:
+    """Hash of (track_key, audio signature, model id) of every indexed track."""
+    h = hashlib.sha256()
+    for k in sorted(indexed):
+        h.update(f"{k}:{indexed[k][0]}:{indexed[k][1]};".encode())
+    return h.hexdigest()[:16]
+
+
+def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
+                     blocks: tuple[tuple[str, int], ...], *, force: bool = False) -> SimilarityFitResult:
+    """Fit the model on every indexed track's descriptors and rewrite their track vectors.
+
+    ``blocks``: the backbone's descriptor layout (``Backbone.descriptor_layout``).
+    Does nothing when the indexed set is unchanged since the last fit (and the model
+    file is there).  Below ``engine.similarity.MIN_TRACKS`` tracks the model is a PCA
+    rotation of the pretrained features instead of the LDA (``about`` says which); with
+    fewer than two tracks there is no model and track vectors stay the segment head's means.
+    """
+    import time
+
+    from engine.similarity import SimilarityConfig, TrackEncoder, fit_from_stats, fit_track_encoder
+
+    t0 = time.perf_counter()
+    path = Path(settings.similarity_model_path)
+    if settings.similarity_method == "off":
+        _drop(path, catalogue)
+        return SimilarityFitResult("disabled")
+    indexed = catalogue.indexed_state()
+    want = data_hash(indexed) + f"/{settings.similarity_method}/k{settings.similarity_dba_k}"
+    if not force and catalogue.get_meta(DATA_META) == want and path.exists():
+        try:
+            enc = TrackEncoder.load(path)
+            if enc.sha == catalogue.get_meta(MODEL_META):
+                return SimilarityFitResult("unchanged", len(indexed), model_sha=enc.sha)
+        except Exception:  # noqa: BLE001 - unreadable: refit below
+            log.warning("the similarity model %s is unreadable; fitting it again", path, exc_info=True)
+    descs = [d for d in descriptors.iter(backbone_id) if d.track_key in indexed]
+    if len(descs) < 2:
+        _drop(path, catalogue)
+        return SimilarityFitResult("too_small", len(descs))
+    cfg = SimilarityConfig(method=settings.similarity_method, blocks=blocks, out_dim=store.dim,
+                           dba_k=settings.similarity_dba_k)
+    log.info("fitting the similarity model (%s) on %d tracks", cfg.method, len(descs))
+    means, stds = np.stack([d.mean for d in descs]), np.stack([d.std for d in descs])
+    if cfg.method == "lda":
+        enc = fit_track_encoder([d.sample for d in descs], cfg)
+    else:
+        enc = fit_from_stats(means, stds, cfg)
+    enc.meta.update(backbone=backbone_id, data_hash=want)
+    vecs = enc.vectors_from_stats(means, stds)
+    if cfg.dba_k:
+        from engine.similarity import database_side_augmentation
+
+        vecs = database_side_augmentation(vecs, cfg.dba_k)
+    enc.save(path)
+    catalogue.set_meta(MODEL_META, "")  # from here until the mark: vectors and model disagree
+    store.set_track_vectors([(d.track_key, v) for d, v in zip(descs, vecs)])
+    store.flush()
+    catalogue.set_meta(MODEL_META, enc.sha)
+    catalogue.set_meta(DATA_META, want)
+    secs = time.perf_counter() - t0
+    log.info("similarity model fitted on %d tracks in %.1f s (%d components)", len(descs), secs, enc.n_components)
+    return SimilarityFitResult("fitted", len(descs), secs, enc.sha,
+                               {"method": enc.meta["method"], "n_components": enc.n_components, "dba_k": cfg.dba_k})
+
+
+def _drop(path: Path, catalogue) -> bool:
+    """Forget the model (file + marks); True when there was one."""
+    had = bool(catalogue.get_meta(MODEL_META))
+    path.unlink(missing_ok=True)
+    catalogue.set_meta(MODEL_META, "")
+    catalogue.set_meta(DATA_META, "")
+    return had

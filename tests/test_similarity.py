@@ -1,0 +1,169 @@
+"""The similarity model (engine.similarity): both methods, the small-catalogue fallback, persistence, DBA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import ModelError
+from engine.similarity import (
+    MIN_TRACKS,
+    SimilarityConfig,
+    TrackEncoder,
+    database_side_augmentation,
+    fit_from_stats,
+    fit_track_encoder,
+    pooled_descriptor,
+    track_stats,
+)
+
+BLOCKS = (("a", 60), ("b", 20))
+DIM = 80
+
+
+def _catalogue(n_tracks: int, n_groups: int, seed: int = 0, n_seg: int = 12):
+    """Tracks in groups ("artists"): a group direction shared by its tracks, buried under
+    per-segment noise and a strong nuisance direction that changes within every track."""
+    rng = np.random.default_rng(seed)
+    groups = rng.normal(size=(n_groups, DIM))
+    nuisance = rng.normal(size=(3, DIM)) * 4.0
+    segs, labels = [], []
+    for t in range(n_tracks):
+        g = t % n_groups
+        track = 0.8 * groups[g] + 0.3 * rng.normal(size=DIM)
+        within = rng.normal(size=(n_seg, 3)) @ nuisance
+        segs.append((track + within + rng.normal(size=(n_seg, DIM))).astype(np.float32))
+        labels.append(g)
+    return segs, np.asarray(labels)
+
+
+def _p_at_5(vecs: np.ndarray, labels: np.ndarray) -> float:
+    s = vecs @ vecs.T
+    np.fill_diagonal(s, -np.inf)
+    nn = np.argsort(-s, axis=1)[:, :5]
+    return float(np.mean(labels[nn] == labels[:, None]))
+
+
+def _raw(segs) -> np.ndarray:
+    raw = np.stack([s.mean(0) for s in segs])
+    return raw / np.linalg.norm(raw, axis=1, keepdims=True)
+
+
+def _dynamic_catalogue(n_tracks: int, n_groups: int, seed: int = 0, n_seg: int = 16):
+    """Groups that differ less in their mean than in *how much* each dimension moves within a
+    track (a calm ambient album against a busy drum-driven one): what the spread block sees."""
+    rng = np.random.default_rng(seed)
+    spread = rng.uniform(0.2, 3.0, size=(n_groups, DIM))
+    segs, labels = [], []
+    for t in range(n_tracks):
+        g = t % n_groups
+        track = 0.5 * rng.normal(size=DIM)
+        segs.append((track + rng.normal(size=(n_seg, DIM)) * spread[g]).astype(np.float32))
+        labels.append(g)
+    return segs, np.asarray(labels)
+
+
+@pytest.mark.parametrize(("method", "make"), [("pooled", _dynamic_catalogue), ("lda", _catalogue)])
+def test_both_methods_beat_the_raw_mean_on_held_out_tracks(method, make):
+    segs, labels = make(120, 6)
+    train = [s for i, s in enumerate(segs) if i % 2 == 0]
+    enc = fit_track_encoder(train, SimilarityConfig(method=method, blocks=BLOCKS, out_dim=32))
+    assert enc.meta["trained"]
+    test = [i for i in range(len(segs)) if i % 2 == 1]
+    p_model = _p_at_5(enc.track_vectors([segs[i] for i in test]), labels[test])
+    p_raw = _p_at_5(_raw([segs[i] for i in test]), labels[test])
+    assert p_model > p_raw + 0.05, (p_model, p_raw)
+
+
+def test_pooled_descriptor_layout():
+    mean, std = np.arange(80, dtype=np.float32), -np.arange(80, dtype=np.float32)
+    x = pooled_descriptor(mean, std, SimilarityConfig(blocks=BLOCKS))
+    assert x.shape == (1, 140)
+    np.testing.assert_array_equal(x[0, :60], mean[:60])
+    np.testing.assert_array_equal(x[0, 60:120], std[:60])
+    np.testing.assert_array_equal(x[0, 120:], mean[60:])
+
+
+def test_vectors_are_unit_and_padded_to_out_dim():
+    segs, _ = _catalogue(30, 3)
+    enc = fit_track_encoder(segs, SimilarityConfig(method="lda", blocks=BLOCKS, out_dim=256))
+    assert enc.n_components == 29  # LDA: at most classes - 1
+    v = enc.track_vector(segs[0])
+    assert v.shape == (256,) and v.dtype == np.float32
+    assert np.isclose(np.linalg.norm(v), 1.0, atol=1e-5)
+    assert np.all(v[29:] == 0)
+
+
+def test_track_vector_equals_vectors_from_stats():
+    segs, _ = _catalogue(25, 3)
+    enc = fit_track_encoder(segs, SimilarityConfig(blocks=BLOCKS, out_dim=16))
+    m, s = track_stats(segs[4])
+    np.testing.assert_allclose(enc.track_vector(segs[4]), enc.vectors_from_stats(m[None], s[None])[0], atol=1e-6)
+
+
+def test_small_catalogue_lda_falls_back_to_pca_and_says_so():
+    segs, _ = _catalogue(MIN_TRACKS - 5, 3)
+    enc = fit_track_encoder(segs, SimilarityConfig(method="lda", blocks=BLOCKS))
+    assert enc.meta["method"].startswith("PCA") and not enc.meta["trained"]
+    pooled = fit_track_encoder(segs, SimilarityConfig(blocks=BLOCKS))
+    assert not pooled.meta["trained"]  # too few tracks to call its statistics learned
+
+
+def test_fewer_than_two_tracks_is_a_clear_error():
+    for method in ("pooled", "lda"):
+        with pytest.raises(ValueError, match="at least two tracks"):
+            fit_track_encoder([np.ones((3, DIM), np.float32)], SimilarityConfig(method=method, blocks=BLOCKS))
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="similarity method"):
+        SimilarityConfig(method="magic")
+
+
+@pytest.mark.parametrize("method", ["pooled", "lda"])
+def test_save_load_round_trip_and_id(tmp_path, method):
+    segs, _ = _catalogue(30, 3)
+    enc = fit_track_encoder(segs, SimilarityConfig(method=method, blocks=BLOCKS))
+    p = tmp_path / "similarity.npz"
+    enc.save(p)
+    back = TrackEncoder.load(p)
+    assert back.sha == enc.sha and back.config == enc.config
+    np.testing.assert_allclose(back.track_vector(segs[3]), enc.track_vector(segs[3]), atol=1e-6)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_corrupt_model_is_a_model_error(tmp_path):
+    p = tmp_path / "similarity.npz"
+    p.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="cannot read similarity model"):
+        TrackEncoder.load(p)
+
+
+def test_wrong_feature_width_is_a_value_error():
+    segs, _ = _catalogue(25, 3)
+    enc = fit_track_encoder(segs, SimilarityConfig(blocks=BLOCKS))
+    with pytest.raises(ValueError, match="segment descriptors"):
+        enc.track_vector(np.ones((4, 200), np.float32))
+    with pytest.raises(ValueError, match="segment descriptors"):
+        enc.track_vector(np.ones((0, DIM), np.float32))
+
+
+def test_fit_from_stats_matches_fit_on_segments():
+    segs, _ = _catalogue(25, 3)
+    cfg = SimilarityConfig(blocks=BLOCKS, out_dim=16)
+    a = fit_track_encoder(segs, cfg)
+    stats = [track_stats(s) for s in segs]
+    b = fit_from_stats(np.stack([m for m, _ in stats]), np.stack([s for _, s in stats]), cfg)
+    np.testing.assert_allclose(a.track_vectors(segs), b.track_vectors(segs), atol=1e-5)
+
+
+def test_database_side_augmentation_pulls_groups_together():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(4, 32))
+    labels = np.repeat(np.arange(4), 10)
+    v = centres[labels] + 1.3 * rng.normal(size=(40, 32))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    out = database_side_augmentation(v.astype(np.float32), 5)
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert _p_at_5(out, labels) >= _p_at_5(v, labels)
+    np.testing.assert_array_equal(database_side_augmentation(v, 0), v.astype(np.float32))
