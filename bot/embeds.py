@@ -9,7 +9,8 @@ from __future__ import annotations
 import discord
 from discord.utils import escape_markdown
 
-from engine.catalogue import Track
+from engine.reasons import match_label
+from engine.service import ScoredTrack
 
 from .answers import Answer
 
@@ -26,11 +27,15 @@ def _md(text: str, n: int) -> str:
     return escape_markdown(clip(text, n)).replace("[", "(").replace("]", ")")
 
 
-def track_line(rank: int, track: Track, similarity: float) -> str:
+def track_line(rank: int, r: ScoredTrack) -> str:
+    """One answer: link, artist, genre, the calibrated match and (on its own line) the reason."""
+    track = r.track
     genre = ", ".join(track.genres[:2])
     parts = [f"`{rank:>2}.` [{_md(track.name, 80)}]({track.link})", f"— {_md(track.artist, 60)}" if track.artist else ""]
-    tail = " · ".join(x for x in (_md(genre, 40) if genre else "", f"**{similarity * 100:.0f}%**") if x)
-    return " ".join(p for p in parts if p) + " · " + tail
+    tail = " · ".join(x for x in (_md(genre, 40) if genre else "",
+                                  f"**{match_label(r.match, r.match_percentile, r.similarity)}**") if x)
+    line = " ".join(p for p in parts if p) + " · " + tail
+    return line + (f"\n      ↳ {_md(r.reason, 120)}" if r.reason else "")
 
 
 def fmt_time(seconds: float) -> str:
@@ -56,7 +61,7 @@ def answer_embed(answer: Answer) -> discord.Embed:
         url, sub = None, ""
     if answer.offset:
         title = clip(title + f" (more, {answer.offset + 1}–{answer.offset + len(answer.results)})", 256)
-    lines = [track_line(answer.offset + i + 1, r.track, r.similarity) for i, r in enumerate(answer.results)]
+    lines = [track_line(answer.offset + i + 1, r) for i, r in enumerate(answer.results)]
     if not lines:
         lines = ["I found nothing similar in the catalogue."]
     desc = "\n".join(x for x in (head, sub) if x)

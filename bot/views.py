@@ -54,7 +54,8 @@ class ReseedSelect(discord.ui.Select["ResultView"]):
             genre = ", ".join(r.track.genres[:2])
             options.append(discord.SelectOption(
                 label=clip(f"{answer.offset + i + 1}. {r.track.title}", 100), value=r.track.track_id,
-                description=clip(" · ".join(x for x in (genre, f"{r.similarity * 100:.0f}% similar") if x), 100)))
+                description=clip(" · ".join(x for x in (genre, r.reason or f"{r.similarity * 100:.0f}% similar")
+                                            if x), 100)))
         super().__init__(placeholder="Explore from one of these…", options=options[:25], min_values=1, max_values=1,
                          row=1)
 

@@ -39,11 +39,20 @@ def _print_recommendation(rec, out=None) -> None:
         print("  (no similar tracks in the catalogue yet)", file=out)
     for i, r in enumerate(rec.results, 1):
         genres = ", ".join(r.track.genres) or "-"
-        print(f"{i}. {r.track.title}  [{genres}]  {r.similarity:.0%}", file=out)
+        print(f"{i}. {r.track.title}  [{genres}]  {match_label(r.match, r.match_percentile, r.similarity)}",
+              file=out)
+        if r.reason:
+            print(f"   {r.reason}", file=out)
         print(f"   {r.track.link}", file=out)
     if rec.timings_ms:
         t = " ".join(f"{k} {v:.0f} ms" for k, v in rec.timings_ms.items())
         print(f"\n({t})", file=out)
+
+
+def match_label(match, percentile, cosine) -> str:
+    from .reasons import match_label as label
+
+    return label(match, percentile, cosine)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,8 +8,11 @@ descriptors (``(d,)`` float32 each: what a track vector is computed from) and a 
 LDA method is fitted on), plus the mean musicnn tag probabilities when the backbone has
 tags (for the reasons shown with an answer).
 
+It also keeps what the reasons shown with an answer need (``engine.reasons``): the
+mean musicnn tag probabilities, and tempo and key estimated from the audio.
+
 One SQLite file (``<data_dir>/descriptors.sqlite``), written by the index builder
-only; queries never read it.
+only; queries read the traits of the few tracks they answer with.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 SAMPLE_SEGMENTS = 24
 #: bump when the layout changes: an old file is dropped and every track re-described
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS descriptors (
@@ -35,7 +38,9 @@ CREATE TABLE IF NOT EXISTS descriptors (
     mean BLOB NOT NULL,
     std BLOB NOT NULL,
     sample BLOB NOT NULL,
-    tags BLOB
+    tags BLOB,
+    bpm REAL,
+    musical_key TEXT
 );
 """
 
@@ -48,6 +53,8 @@ class TrackDescriptor:
     sample: np.ndarray  # (m, d) float32, m <= SAMPLE_SEGMENTS
     n_segments: int
     tags: np.ndarray | None = None  # (n_tags,) float32 probabilities
+    bpm: float | None = None  # tempo estimated from the audio (engine.analysis)
+    key: str | None = None  # e.g. "A minor"
 
 
 def backbone_key(model_id: str) -> str:
@@ -57,14 +64,14 @@ def backbone_key(model_id: str) -> str:
 
 
 def summarise(track_key: int, features: np.ndarray, tags: np.ndarray | None = None,
-              seed: int = 0) -> TrackDescriptor:
+              bpm: float | None = None, key: str | None = None) -> TrackDescriptor:
     """Mean + an evenly spread sample of a track's segment descriptors ``(n, d)``."""
     f = np.asarray(features, np.float32)
     if f.ndim != 2 or len(f) == 0:
         raise ValueError(f"expected (n >= 1, d) features, got {f.shape}")
     idx = np.linspace(0, len(f) - 1, min(SAMPLE_SEGMENTS, len(f))).round().astype(int)
     return TrackDescriptor(track_key, f.mean(0), f.std(0), f[np.unique(idx)], len(f),
-                           None if tags is None else np.asarray(tags, np.float32))
+                           None if tags is None else np.asarray(tags, np.float32), bpm, key)
 
 
 class DescriptorStore:
@@ -89,9 +96,10 @@ class DescriptorStore:
         rows = [(d.track_key, backbone, int(d.mean.shape[0]), d.n_segments,
                  np.ascontiguousarray(d.mean, "<f4").tobytes(), np.ascontiguousarray(d.std, "<f4").tobytes(),
                  np.ascontiguousarray(d.sample, "<f2").tobytes(),
-                 None if d.tags is None else np.ascontiguousarray(d.tags, "<f4").tobytes()) for d in items]
+                 None if d.tags is None else np.ascontiguousarray(d.tags, "<f4").tobytes(), d.bpm, d.key)
+                for d in items]
         with self._lock, self._conn:
-            self._conn.executemany("INSERT OR REPLACE INTO descriptors VALUES (?,?,?,?,?,?,?,?)", rows)
+            self._conn.executemany("INSERT OR REPLACE INTO descriptors VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
     def delete(self, keys: Iterable[int]) -> None:
         with self._lock, self._conn:
@@ -104,17 +112,17 @@ class DescriptorStore:
 
     @staticmethod
     def _row(r: tuple) -> TrackDescriptor:
-        key, dim, n, mean, std, sample, tags = r
+        key, dim, n, mean, std, sample, tags, bpm, mkey = r
         return TrackDescriptor(key, np.frombuffer(mean, "<f4").astype(np.float32),
                                np.frombuffer(std, "<f4").astype(np.float32),
                                np.frombuffer(sample, "<f2").astype(np.float32).reshape(-1, dim), n,
-                               None if tags is None else np.frombuffer(tags, "<f4").astype(np.float32))
+                               None if tags is None else np.frombuffer(tags, "<f4").astype(np.float32), bpm, mkey)
 
     def iter(self, backbone: str, keys: Iterable[int] | None = None) -> Iterator[TrackDescriptor]:
         """Descriptors of ``backbone`` (all, or those of ``keys``), in key order."""
         with self._lock:
             if keys is None:
-                rows = self._conn.execute("SELECT track_key, dim, n_segments, mean, std, sample, tags FROM descriptors "
+                rows = self._conn.execute("SELECT track_key, dim, n_segments, mean, std, sample, tags, bpm, musical_key FROM descriptors "
                                           "WHERE backbone=? ORDER BY track_key", (backbone,)).fetchall()
             else:
                 rows = []
@@ -122,11 +130,24 @@ class DescriptorStore:
                 for i in range(0, len(ks), 500):
                     chunk = ks[i:i + 500]
                     rows += self._conn.execute(
-                        f"SELECT track_key, dim, n_segments, mean, std, sample, tags FROM descriptors WHERE backbone=? "
+                        f"SELECT track_key, dim, n_segments, mean, std, sample, tags, bpm, musical_key FROM descriptors WHERE backbone=? "
                         f"AND track_key IN ({','.join('?' * len(chunk))}) ORDER BY track_key",
                         (backbone, *chunk)).fetchall()
         for r in rows:
             yield self._row(r)
+
+    def traits(self, backbone: str, keys: Iterable[int]) -> dict[int, tuple[np.ndarray | None, float | None, str | None]]:
+        """``{track_key: (tags, bpm, key)}`` for the reasons shown with answers (a few rows, fast)."""
+        ks = sorted({int(k) for k in keys})
+        out: dict[int, tuple[np.ndarray | None, float | None, str | None]] = {}
+        with self._lock:
+            for i in range(0, len(ks), 500):
+                chunk = ks[i:i + 500]
+                for k, tags, bpm, mkey in self._conn.execute(
+                        f"SELECT track_key, tags, bpm, musical_key FROM descriptors WHERE backbone=? "
+                        f"AND track_key IN ({','.join('?' * len(chunk))})", (backbone, *chunk)):
+                    out[k] = (None if tags is None else np.frombuffer(tags, "<f4").astype(np.float32), bpm, mkey)
+        return out
 
     def close(self) -> None:
         self._conn.close()

@@ -33,6 +33,8 @@ class Embedding:
     #: (n, d) the backbone's similarity descriptor of each segment
     #: (``Backbone.features_and_descriptors``): what ``engine.similarity`` turns into a track vector
     features: np.ndarray | None = None
+    #: (n_tags,) mean tag probabilities over the segments (musicnn), or None
+    tags: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -79,13 +81,15 @@ class Embedder:
         times = (np.arange(len(feats)) * hop_s).astype(np.float32)
         return feats, times
 
-    def embed_features(self, feats: np.ndarray, times: np.ndarray, descriptors: np.ndarray | None = None) -> Embedding:
+    def embed_features(self, feats: np.ndarray, times: np.ndarray, descriptors: np.ndarray | None = None,
+                       tags: np.ndarray | None = None) -> Embedding:
         segs = self.head.head.embed(feats)
         desc = feats if descriptors is None else descriptors
-        return Embedding(segs, times, l2n(segs.mean(axis=0)), np.asarray(desc, np.float32))
+        mean_tags = None if tags is None or len(tags) == 0 else np.asarray(tags, np.float32).mean(0)
+        return Embedding(segs, times, l2n(segs.mean(axis=0)), np.asarray(desc, np.float32), mean_tags)
 
     def embed(self, samples: np.ndarray, hop_s: float) -> Embedding:
         with self._lock, torch.inference_mode():
-            feats, desc = self.backbone.features_and_descriptors(samples, hop_s)
-            times = (np.arange(len(feats)) * hop_s).astype(np.float32)
-            return self.embed_features(feats, times, desc)
+            a = self.backbone.analyse(samples, hop_s)
+            times = (np.arange(len(a.features)) * hop_s).astype(np.float32)
+            return self.embed_features(a.features, times, a.descriptors, a.tags)

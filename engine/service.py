@@ -40,10 +40,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class ScoredTrack:
     track: Track
-    similarity: float
+    similarity: float  # raw cosine of the track vectors
+    #: 1..5 and 0..100: where the pair ranks among all pairs of this catalogue (engine.reasons.MatchScale)
+    match: int | None = None
+    match_percentile: float | None = None
+    reason: str = ""  # what the two share, from the data (engine.reasons.explain)
 
     def to_dict(self) -> dict:
-        return {**self.track.to_dict(), "similarity": round(float(self.similarity), 4)}
+        return {**self.track.to_dict(), "similarity": round(float(self.similarity), 4), "match": self.match,
+                "match_percentile": None if self.match_percentile is None else round(self.match_percentile, 1),
+                "reason": self.reason}
 
 
 @dataclass
@@ -133,6 +139,11 @@ class SynestheteService:
         else:
             self.store.ensure_collections()
         self.similarity = load_similarity(settings, self.catalogue)
+        self.match_scale = match_scale_of(self.similarity)
+        from .descriptors import DescriptorStore
+
+        self.descriptors = (DescriptorStore(settings.descriptors_db_path, read_only=True)
+                            if settings.descriptors_db_path.exists() else None)
         fp_path = settings.fingerprint_db_path
         self.fingerprints = (
             FingerprintIndex(fp_path, read_only=read_only, max_candidates=settings.fingerprint_max_candidates)
@@ -157,6 +168,8 @@ class SynestheteService:
         self._light_executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
         self.catalogue.close()
+        if self.descriptors is not None:
+            self.descriptors.close()
         if self.fingerprints is not None:
             self.fingerprints.close()
 
@@ -202,6 +215,7 @@ class SynestheteService:
         else:
             seed, exclude = self.query_track_vector(emb), set()
         results = self._neighbours(seed, k, exclude, identified.track if identified else None, diverse)
+        self._annotate(results, identified.track if identified else None, emb, decoded)
         timings["search"] = (time.perf_counter() - t3) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         return Recommendation(identified, results, None, decoded.duration_s, timings, self.model_id)
@@ -228,6 +242,7 @@ class SynestheteService:
             raise TrackNotFoundError(f"track {track_id!r} has no audio in the index", user_message=(
                 "That track is in the catalogue but I have no audio for it, so I can't compare it."))
         results = self._neighbours(vecs[track.track_key], k + offset, {track.track_key}, track, diverse)[offset:]
+        self._annotate(results, track)
         return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
                               self.model_id)
 
@@ -312,6 +327,42 @@ class SynestheteService:
             return None
         return Identification(track, conf, max(0.0, offset), method)
 
+    def _annotate(self, results: list[ScoredTrack], seed: Track | None, emb: Embedding | None = None,
+                  decoded: audio_mod.DecodedAudio | None = None) -> None:
+        """Match level and reason for each answer (engine.reasons); best effort, never fails the answer."""
+        from .reasons import Traits, explain
+
+        try:
+            known = self._traits([r.track.track_key for r in results] + ([seed.track_key] if seed else []))
+            if seed is not None:
+                seed_traits = known.get(seed.track_key) or Traits(genres=tuple(seed.genres))
+            else:  # a recording of no catalogue song: its own tags, tempo and key
+                from .analysis import rhythm_and_key
+
+                rk = rhythm_and_key(decoded.samples, decoded.sample_rate) if decoded is not None else None
+                seed_traits = Traits.from_arrays(self.embedder.backbone.tag_names,
+                                                 emb.tags if emb is not None else None,
+                                                 rk.bpm if rk else None, rk.key if rk else None)
+            for r in results:
+                if self.match_scale is not None:
+                    r.match = self.match_scale.level(r.similarity)
+                    r.match_percentile = self.match_scale.percentile(r.similarity)
+                r.reason = explain(seed_traits, known.get(r.track.track_key) or Traits(genres=tuple(r.track.genres)))
+        except Exception:  # noqa: BLE001 - a reason is a courtesy; the answer stands without it
+            log.warning("could not explain the answers", exc_info=True)
+
+    def _traits(self, keys: list[int]) -> dict[int, Any]:
+        from .descriptors import backbone_key
+        from .reasons import Traits
+
+        if self.descriptors is None:
+            return {}
+        rows = self.descriptors.traits(backbone_key(self.model_id), keys)
+        tracks = self.catalogue.get_many(keys)
+        names = self.embedder.backbone.tag_names
+        return {k: Traits.from_arrays(names, tags, bpm, key, tracks[k].genres if k in tracks else ())
+                for k, (tags, bpm, key) in rows.items()}
+
     def _neighbours(self, vector: np.ndarray, k: int, exclude: set[int], seed: Track | None,
                     diverse: bool = True) -> list[ScoredTrack]:
         """The k answers: nearest tracks, duplicates of the seed and each other dropped, then
@@ -364,6 +415,19 @@ def load_similarity(settings: Settings, catalogue: CatalogueDB):
         raise ModelError(f"the similarity model {path} ({enc.sha}) is not the one the index was built with "
                          f"({want}); run `synesthete-index build` to fit it again")
     return enc
+
+
+def match_scale_of(enc):
+    """The match scale calibrated at build time (saved with the similarity model), or None."""
+    from .reasons import MatchScale
+
+    if enc is None or not enc.meta.get("match_scale"):
+        return None
+    try:
+        return MatchScale.from_list(enc.meta["match_scale"])
+    except ValueError:
+        log.warning("the similarity model's match scale is unreadable; answers show no match level")
+        return None
 
 
 def similarity_about(enc) -> dict[str, Any]:

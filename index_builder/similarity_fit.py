@@ -91,6 +91,9 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
         from engine.similarity import database_side_augmentation
 
         vecs = database_side_augmentation(vecs, cfg.dba_k)
+    from engine.reasons import MatchScale
+
+    enc.meta["match_scale"] = MatchScale.fit(vecs).to_list()  # calibrated on this catalogue's pairs
     enc.save(path)
     catalogue.set_meta(MODEL_META, "")  # from here until the mark: vectors and model disagree
     store.set_track_vectors([(d.track_key, v) for d, v in zip(descs, vecs)])

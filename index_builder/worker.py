@@ -116,14 +116,17 @@ def process_file(track_key: int, path: str, hop_s: float) -> WorkResult:
                           decode_s=time.perf_counter() - t0)
     except OSError as exc:  # unreadable file, permission denied
         return WorkResult(track_key, False, kind="io", reason="I couldn't read that file.", detail=str(exc))
-    t1 = time.perf_counter()
-    emb = embedder.embed(decoded.samples, hop_s)
-    t2 = time.perf_counter()
+    from engine.analysis import rhythm_and_key
     from engine.descriptors import summarise
 
+    t1 = time.perf_counter()
+    emb = embedder.embed(decoded.samples, hop_s)
+    rk = rhythm_and_key(decoded.samples, decoded.sample_rate)  # for the reasons shown with answers
+    t2 = time.perf_counter()
     res = WorkResult(track_key, True, seconds=decoded.duration_s, segments=emb.segments, times=emb.times,
                      track_vector=emb.track, decode_s=t1 - t0, embed_s=t2 - t1,
-                     descriptor=summarise(track_key, emb.features) if emb.features is not None else None)
+                     descriptor=summarise(track_key, emb.features, emb.tags, rk.bpm, rk.key)
+                     if emb.features is not None else None)
     extract = _state.get("landmarks")
     if extract is not None:
         h, t = extract(decoded.samples, decoded.sample_rate, density="reference")

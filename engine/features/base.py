@@ -9,8 +9,18 @@ so a backbone's ``model_id`` is part of every collection's identity.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class SegmentAnalysis:
+    """One backbone pass over a recording, per segment."""
+
+    features: np.ndarray  # (n, dim): the segment head's input (identification)
+    descriptors: np.ndarray  # (n, sum of descriptor_layout dims): the similarity model's input
+    tags: np.ndarray | None  # (n, len(tag_names)) probabilities, or None
 
 
 class Backbone(ABC):
@@ -44,18 +54,20 @@ class Backbone(ABC):
             return 1
         return 1 + (n_samples - patch) // hop
 
+    #: names of the tag probabilities :meth:`analyse` returns (empty: the backbone has no tags)
+    tag_names: tuple[str, ...] = ()
+
     #: per-segment similarity descriptor layout: (name, dim) blocks, in order.  The first
     #: block's mean *and* spread over a track are used, the others' means (engine.similarity)
     descriptor_blocks: tuple[tuple[str, int], ...] = ()
 
-    def features_and_descriptors(self, audio: np.ndarray, hop_seconds: float) -> tuple[np.ndarray, np.ndarray]:
-        """``(features (n, dim), descriptors (n, sum of descriptor_blocks dims))`` from one pass.
+    def analyse(self, audio: np.ndarray, hop_seconds: float) -> SegmentAnalysis:
+        """Everything one backbone pass gives per segment (see :class:`SegmentAnalysis`).
 
-        The features feed the segment head (identification); the descriptors feed the
-        similarity model.  By default both are the features.
+        By default the descriptors are the features and there are no tags.
         """
         f = self.features(audio, hop_seconds)
-        return f, f
+        return SegmentAnalysis(f, f, None)
 
     @property
     def descriptor_layout(self) -> tuple[tuple[str, int], ...]:

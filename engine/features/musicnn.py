@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import ModelError, WeightsUnavailableError
-from engine.features.base import Backbone
+from engine.features.base import Backbone, SegmentAnalysis
 from engine.features.melspec import MelSpectrogram
 from engine.features.tf_checkpoint import read_checkpoint
 
@@ -573,12 +573,16 @@ class MusicnnBackbone(Backbone):
     #: similarity descriptor measured on held-out artists (docs/quality.md, bench/similarity_eval.py)
     descriptor_blocks = (("mean_pool", 753), ("penultimate", 200))
 
-    def features_and_descriptors(self, audio: np.ndarray, hop_seconds: float) -> tuple[np.ndarray, np.ndarray]:
-        """The configured layer for the head, ``[mean_pool | penultimate]`` (n, 953) for similarity: one pass."""
+    @property
+    def tag_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.labels
+
+    def analyse(self, audio: np.ndarray, hop_seconds: float) -> SegmentAnalysis:
+        """One pass: the configured layer (head), ``[mean_pool | penultimate]`` (n, 953), tag probabilities (n, 50)."""
         out = self.outputs(audio, hop_seconds)
         feats = getattr(out, self.layer).numpy().astype(np.float32, copy=False)
         desc = torch.cat([out.mean_pool, out.penultimate], dim=1).numpy().astype(np.float32, copy=False)
-        return feats, desc
+        return SegmentAnalysis(feats, desc, out.taggram.numpy().astype(np.float32, copy=False))
 
     def tags(self, audio: np.ndarray, hop_seconds: float = 3.0) -> dict[str, float]:
         """Mean tag probability over the clip, tags sorted by probability (for ``/about``)."""
