@@ -265,9 +265,14 @@ class SynestheteBot(commands.Bot):
         await self.record(answer)
         return answer
 
-    async def answer_similar(self, track_id: str, rid: str, flow: str, query: str, **who: int | None) -> Answer:
+    async def answer_similar(self, track_id: str, rid: str, flow: str, query: str, *, same_artist: bool = False,
+                             **who: int | None) -> Answer:
+        """Tracks like a catalogue track; ``same_artist``: more by its own artist instead."""
         t0 = time.perf_counter()
-        rec = await self.service.asimilar_to(track_id, self.settings.top_k)
+        if same_artist:
+            rec = await self.service.amore_by_artist(track_id, self.settings.top_k)
+        else:
+            rec = await self.service.asimilar_to(track_id, self.settings.top_k)
         answer = Answer.from_recommendation(rec, answer_id=rid, flow=flow, query=query,
                                             page_size=self.settings.top_k, seconds=time.perf_counter() - t0, **who)
         await self.record(answer)

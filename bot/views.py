@@ -1,4 +1,4 @@
-"""The buttons under an answer: More like this, explore from one result, 👍 / 👎.
+"""The buttons under an answer: More like this, More by this artist, explore from one result, 👍 / 👎.
 
 Anyone in the channel may use them (an answer is a shared thing); each click is
 its own request through :meth:`SynestheteBot.serve`, so cooldowns and the guild
@@ -72,6 +72,26 @@ class ReseedSelect(discord.ui.Select["ResultView"]):
             on_error=lambda text: interaction.followup.send(text, ephemeral=True))
 
 
+class ArtistButton(discord.ui.Button["ResultView"]):
+    """More by the seed's (or recognised song's) own artist: the opt-out of the discovery rule."""
+
+    def __init__(self, seed) -> None:
+        super().__init__(label=clip(f"More by {seed.artist}", 80), style=discord.ButtonStyle.secondary, emoji="🎤",
+                         row=0)
+        self.seed = seed
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        view = self.view
+        assert view is not None
+        seed = self.seed
+        await interaction.response.defer(thinking=True)
+        await view.bot.serve(
+            "artist", user_id=interaction.user.id, guild_id=interaction.guild_id,
+            work=lambda rid: view.send_answer(interaction, view.bot.answer_similar(
+                seed.track_id, rid, "artist", f"more by {seed.artist}", same_artist=True, **who(interaction))),
+            on_error=lambda text: interaction.followup.send(text, ephemeral=True))
+
+
 class VoteButton(discord.ui.Button["ResultView"]):
     def __init__(self, vote: int) -> None:
         super().__init__(emoji="👍" if vote > 0 else "👎", style=discord.ButtonStyle.secondary, row=0)
@@ -98,6 +118,10 @@ class ResultView(discord.ui.View):
         self.more = MoreButton(answer.has_more)
         self.up, self.down = VoteButton(1), VoteButton(-1)
         self.add_item(self.more)
+        self.artist: ArtistButton | None = None
+        if answer.seed is not None and answer.seed.artist and answer.flow != "artist":
+            self.artist = ArtistButton(answer.seed)
+            self.add_item(self.artist)
         self.add_item(self.up)
         self.add_item(self.down)
         self.reseed: ReseedSelect | None = None

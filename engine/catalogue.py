@@ -240,6 +240,7 @@ CREATE INDEX IF NOT EXISTS tracks_dedup ON tracks(dedup_key);
 CREATE UNIQUE INDEX IF NOT EXISTS tracks_search_rowid ON tracks(search_rowid);
 CREATE INDEX IF NOT EXISTS tracks_search_text ON tracks(search_text);
 CREATE INDEX IF NOT EXISTS tracks_artist_text ON tracks(artist_text);
+CREATE INDEX IF NOT EXISTS tracks_artist ON tracks(artist);
 -- what is in the vector index for this track: the audio's identity + the model
 CREATE TABLE IF NOT EXISTS indexed (
     track_key   INTEGER PRIMARY KEY,
@@ -459,6 +460,14 @@ class CatalogueDB:
                 q = f"SELECT track_key, dedup_key FROM tracks WHERE track_key IN ({','.join('?' * len(chunk))})"
                 out.update({r[0]: r[1] for r in self._conn.execute(q, chunk)})
         return out
+
+    def keys_by_artist(self, artist: str, *, indexed_only: bool = True, limit: int = 5000) -> list[int]:
+        """Track keys of one artist (exact name), those with vectors only by default."""
+        join = "JOIN indexed USING(track_key)" if indexed_only else ""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT track_key FROM tracks {join} WHERE artist=? LIMIT ?",
+                                      (artist, limit)).fetchall()
+        return [r[0] for r in rows]
 
     def all_tracks(self) -> Iterator[Track]:
         with self._lock:

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("similar", help="tracks similar to a catalogue track, found by name")
     s.add_argument("name", help="track name (and/or artist); the best match is used")
     s.add_argument("--id", action="store_true", help="NAME is a track_id")
+    s.add_argument("--same-artist", action="store_true", help="more by this track's own artist, most similar first")
     f = sub.add_parser("search", help="find catalogue tracks by name")
     f.add_argument("text")
     f.add_argument("-n", "--limit", type=int, default=10)
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"No track in the catalogue matches {args.name!r}.", file=sys.stderr)
                         return EXIT_USER_ERROR
                     track_id = hits[0].track.track_id
-                rec = svc.similar_to(track_id, k=args.k, diverse=not args.raw)
+                rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
+                       else svc.similar_to(track_id, k=args.k, diverse=not args.raw))
                 print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False)) if args.json else _print_recommendation(rec)
             elif args.cmd == "search":
                 hits = svc.search_tracks(args.text, limit=args.limit)

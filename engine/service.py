@@ -246,6 +246,28 @@ class SynestheteService:
         return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
                               self.model_id)
 
+    def more_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
+        """The seed's own artist's other tracks, most similar first: "More by this artist".
+
+        Raises ``TrackNotFoundError`` for an unknown id or a track without audio.
+        """
+        k = k or self.settings.top_k
+        t0 = time.perf_counter()
+        track = self.catalogue.get(track_id)
+        if track is None:
+            raise TrackNotFoundError(f"no track with id {track_id!r}")
+        vecs = self.store.track_vectors([track.track_key])
+        if track.track_key not in vecs:
+            raise TrackNotFoundError(f"track {track_id!r} has no audio in the index", user_message=(
+                "That track is in the catalogue but I have no audio for it, so I can't compare it."))
+        keys = [x for x in self.catalogue.keys_by_artist(track.artist) if x != track.track_key] if track.artist else []
+        hits = self.store.search_tracks(vecs[track.track_key][None, :], k + offset, include=keys)[0] if keys else []
+        tracks = self.catalogue.get_many([h.track_key for h in hits])
+        results = [ScoredTrack(tracks[h.track_key], h.similarity) for h in hits if h.track_key in tracks][offset:]
+        self._annotate(results, track)
+        return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
+                              self.model_id)
+
     def search_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         """Catalogue tracks by name (title and artist), prefix + typo-tolerant, <= 25."""
         return self.catalogue.search(text, limit=min(25, max(1, limit)))
@@ -284,6 +306,9 @@ class SynestheteService:
     async def asimilar_to(self, track_id: str, k: int | None = None, offset: int = 0,
                           diverse: bool = True) -> Recommendation:
         return await self._run(self.similar_to, track_id, k, offset, diverse, light=True)
+
+    async def amore_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
+        return await self._run(self.more_by_artist, track_id, k, offset, light=True)
 
     async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         # name search is a few ms of SQLite: a thread hop, but no slot or timeout needed

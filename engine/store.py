@@ -363,10 +363,20 @@ class VectorStore:
                 out.extend(int(r["track_key"]) for r in rows)
         return out
 
-    def search_tracks(self, vectors: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[list[Neighbour]]:
-        """Top-k tracks by cosine for each query vector, in ONE call (lite pays per call)."""
+    def search_tracks(self, vectors: np.ndarray, k: int, exclude: Sequence[int] = (),
+                      include: Sequence[int] | None = None) -> list[list[Neighbour]]:
+        """Top-k tracks by cosine for each query vector, in ONE call (lite pays per call).
+
+        ``exclude``: keys never returned; ``include``: only these keys (a Milvus filter, so
+        k results still come back when k such tracks exist).
+        """
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        flt = f"track_key not in {[int(e) for e in exclude]}" if exclude else ""
+        parts = []
+        if exclude:
+            parts.append(f"track_key not in {[int(e) for e in exclude]}")
+        if include is not None:
+            parts.append(f"track_key in {[int(e) for e in include]}")
+        flt = " and ".join(parts)
         with self._lock:
             res = self._client.search(
                 self.tracks_name, data=vectors.tolist(), limit=k, filter=flt,

@@ -261,7 +261,11 @@ async def similar(request: web.Request) -> web.Response:
         raise BadRequest("missing track_id", user_message="Tell me which track: add ?track_id=…")
     k = _int_param(request, "k", request.app[SETTINGS].top_k, 1, MAX_K)
     offset = _int_param(request, "offset", 0, 0, 100)
-    rec = await request.app[SERVICE].asimilar_to(track_id, k, offset, not _flag(request, "raw"))
+    svc = request.app[SERVICE]
+    if _flag(request, "same_artist"):
+        rec = await svc.amore_by_artist(track_id, k, offset)
+    else:
+        rec = await svc.asimilar_to(track_id, k, offset, not _flag(request, "raw"))
     return web.json_response(public_answer(rec))
 
 

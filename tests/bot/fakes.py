@@ -89,6 +89,16 @@ class StubService(SynestheteService):
         res = [ScoredTrack(t, 0.9 - 0.01 * (offset + i)) for i, t in enumerate(others[offset:offset + k])]
         return Recommendation(None, res, seed, None, {}, self.model_id)
 
+    def more_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
+        self.calls.append(("more_by_artist", track_id, k, offset))
+        seed = self.by_id.get(track_id)
+        if seed is None:
+            raise TrackNotFoundError(f"no track with id {track_id!r}")
+        k = k or self.settings.top_k
+        same = [t for t in self.tracks if t.artist == seed.artist and t.track_id != track_id]
+        res = [ScoredTrack(t, 0.8 - 0.01 * i) for i, t in enumerate(same[offset:offset + k])]
+        return Recommendation(None, res, seed, None, {}, self.model_id)
+
     def search_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         self.calls.append(("search_tracks", text, limit))
         if self.search_delay:

@@ -36,8 +36,24 @@ async def test_recommend_defers_at_once_then_answers(bot, files):
     assert inter.response.deferred == {"thinking": True, "ephemeral": False}
     (sent,) = inter.sent
     assert sent.via == "followup" and sent.embed.title.startswith("🎧 Sounds like")
-    assert {type(c).__name__ for c in sent.view.children} == {"MoreButton", "VoteButton", "ReseedSelect"}
+    assert {type(c).__name__ for c in sent.view.children} == {"MoreButton", "ArtistButton", "VoteButton",
+                                                              "ReseedSelect"}
     assert bot.metrics.queries[("recommend", "ok")] == 1
+
+
+async def test_more_by_this_artist_answers_with_the_recognised_songs_artist(bot, files):
+    inter = FakeInteraction(bot)
+    await recommend(bot, inter, audio_att(files))
+    view = inter.sent[0].view
+    seed = view.answer.seed
+    assert view.artist is not None and view.artist.label == f"More by {seed.artist}"
+    click = FakeInteraction(bot, FakeUser(9))
+    await view.artist.callback(click)
+    (sent,) = click.sent
+    assert sent.view.answer.results and all(r.track.artist == seed.artist for r in sent.view.answer.results)
+    assert bot.service.calls[-1][:2] == ("more_by_artist", seed.track_id)
+    assert sent.view.artist is None  # no "more by" under an answer that already is "more by"
+    assert bot.metrics.queries[("artist", "ok")] == 1
 
 
 async def test_recommend_with_a_non_audio_file_says_so(bot, files):

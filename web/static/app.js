@@ -98,6 +98,10 @@
     }
     meta.append(el("button", { type: "button", class: "mini more", text: "More like this",
                                onclick: () => similar(t.track_id, t.name) }));
+    if (t.artist) {
+      meta.append(el("button", { type: "button", class: "mini artist-more", text: "More by this artist",
+                                 onclick: () => similar(t.track_id, t.name, true) }));
+    }
     return li;
   }
 
@@ -153,13 +157,13 @@
     }
   }
 
-  async function similar(trackId, name) {
+  async function similar(trackId, name, sameArtist = false) {
     if (busy) return;
     showError("");
     setBusy(true);
-    status(`Finding songs like ${name}…`);
+    status(sameArtist ? `Finding more by the artist of ${name}…` : `Finding songs like ${name}…`);
     try {
-      render(await call(`/api/similar?track_id=${encodeURIComponent(trackId)}`));
+      render(await call(`/api/similar?track_id=${encodeURIComponent(trackId)}${sameArtist ? "&same_artist=1" : ""}`));
       status("");
     } catch (e) {
       showError(e.message);
