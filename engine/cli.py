@@ -49,6 +49,12 @@ def _print_recommendation(rec, out=None) -> None:
         print(f"\n({t})", file=out)
 
 
+def _filters(args):
+    from .filters import make_filter
+
+    return make_filter(args.genre, args.bpm, args.instrumental, args.popularity)
+
+
 def match_label(match, percentile, cosine) -> str:
     from .reasons import match_label as label
 
@@ -74,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (q, s):
         sp.add_argument("--raw", action="store_true",
                         help="the raw similarity ranking (no cap of one answer per artist)")
+        sp.add_argument("--genre", default="", help="only these genres (comma-separated)")
+        sp.add_argument("--bpm", default=None, help="tempo range, e.g. 100-130, 120- or -90")
+        sp.add_argument("--instrumental", action="store_true", help="only tracks without vocals")
+        sp.add_argument("--popularity", default=None, help="Spotify popularity range, e.g. 20-80")
     for sp in (q, s, f, sub.choices["about"]):
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.add_argument("-k", type=int, default=None, help="how many tracks to recommend (default 5)")
@@ -98,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.file.exists():
                     print(f"error: no such file: {args.file}", file=sys.stderr)
                     return EXIT_USER_ERROR
-                rec = svc.recommend(args.file, k=args.k, diverse=not args.raw)
+                rec = svc.recommend(args.file, k=args.k, diverse=not args.raw, filters=_filters(args))
                 print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False)) if args.json else _print_recommendation(rec)
             elif args.cmd == "similar":
                 if args.id:
@@ -110,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         return EXIT_USER_ERROR
                     track_id = hits[0].track.track_id
                 rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
-                       else svc.similar_to(track_id, k=args.k, diverse=not args.raw))
+                       else svc.similar_to(track_id, k=args.k, diverse=not args.raw, filters=_filters(args)))
                 print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False)) if args.json else _print_recommendation(rec)
             elif args.cmd == "search":
                 hits = svc.search_tracks(args.text, limit=args.limit)

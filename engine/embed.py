@@ -70,11 +70,13 @@ class Embedder:
         """What the index is keyed on: backbone weights + head weights + landmark extractor.
 
         The landmark version is here too because the build writes vectors and
-        fingerprints together: one id says when the whole index must be rebuilt.
+        fingerprints together, and the tracks collection's schema version because its
+        fields are written with the vectors: one id says when the whole index must be rebuilt.
         """
         from .fingerprint.landmarks import LANDMARK_VERSION
+        from .store import TRACKS_SCHEMA_VERSION
 
-        return f"{self.backbone.model_id}+head:{self.head.sha}+fp{LANDMARK_VERSION}"
+        return f"{self.backbone.model_id}+head:{self.head.sha}+fp{LANDMARK_VERSION}+t{TRACKS_SCHEMA_VERSION}"
 
     def features(self, samples: np.ndarray, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
         feats = self.backbone.features(samples, hop_s)

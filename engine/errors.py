@@ -103,3 +103,17 @@ class BusyError(SynestheteError):
 class QueryTimeoutError(SynestheteError):
     kind = "query_timeout"
     user_message = "That took too long; please try again with a shorter clip."
+
+
+class BadFilterError(SynestheteError):
+    """A filter the user gave cannot be applied (contradictory range, unknown value)."""
+
+    kind = "bad_filter"
+    user_message = "Those filters don't make sense together; please check them."
+
+
+class NothingMatchesError(SynestheteError):
+    """The filters are valid but no catalogue track passes them."""
+
+    kind = "no_match"
+    user_message = "No track in the catalogue matches those filters; try loosening them."

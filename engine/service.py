@@ -30,7 +30,8 @@ import numpy as np
 from . import audio as audio_mod
 from .catalogue import CatalogueDB, SearchHit, Track
 from .embed import Embedder, Embedding
-from .errors import BusyError, EmptyIndexError, QueryTimeoutError, TrackNotFoundError
+from .errors import BusyError, EmptyIndexError, NothingMatchesError, QueryTimeoutError, TrackNotFoundError
+from .filters import TrackFilter
 from .settings import Settings
 from .store import VectorStore
 
@@ -185,10 +186,11 @@ class SynestheteService:
         return audio_mod.decode(source, self.embedder.sample_rate, audio_mod.limits_from_settings(self.settings))
 
     def recommend(self, source: audio_mod.AudioSource | audio_mod.DecodedAudio, k: int | None = None,
-                  diverse: bool = True) -> Recommendation:
+                  diverse: bool = True, filters: TrackFilter | None = None) -> Recommendation:
         """Identify the recording (when it is a catalogue song) and recommend k other tracks.
 
-        ``diverse=False`` returns the raw similarity ranking (no per-artist cap).
+        ``diverse=False`` returns the raw similarity ranking (no per-artist cap);
+        ``filters`` restrict the answers inside the search (``NothingMatchesError`` when none pass).
         """
         k = k or self.settings.top_k
         timings: dict[str, float] = {}
@@ -214,7 +216,7 @@ class SynestheteService:
             exclude = {identified.track.track_key}
         else:
             seed, exclude = self.query_track_vector(emb), set()
-        results = self._neighbours(seed, k, exclude, identified.track if identified else None, diverse)
+        results = self._neighbours(seed, k, exclude, identified.track if identified else None, diverse, filters)
         self._annotate(results, identified.track if identified else None, emb, decoded)
         timings["search"] = (time.perf_counter() - t3) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
@@ -227,7 +229,7 @@ class SynestheteService:
         return emb.track
 
     def similar_to(self, track_id: str, k: int | None = None, offset: int = 0,
-                   diverse: bool = True) -> Recommendation:
+                   diverse: bool = True, filters: TrackFilter | None = None) -> Recommendation:
         """Tracks most similar to a catalogue track (``offset`` pages: 'more like this').
 
         ``diverse=False``: the raw similarity ranking (no per-artist cap).
@@ -241,7 +243,8 @@ class SynestheteService:
         if track.track_key not in vecs:
             raise TrackNotFoundError(f"track {track_id!r} has no audio in the index", user_message=(
                 "That track is in the catalogue but I have no audio for it, so I can't compare it."))
-        results = self._neighbours(vecs[track.track_key], k + offset, {track.track_key}, track, diverse)[offset:]
+        results = self._neighbours(vecs[track.track_key], k + offset, {track.track_key}, track, diverse,
+                                   filters)[offset:]
         self._annotate(results, track)
         return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
                               self.model_id)
@@ -300,12 +303,12 @@ class SynestheteService:
                 raise QueryTimeoutError(f"query exceeded {self.settings.query_timeout_s}s") from exc
 
     async def arecommend(self, source: audio_mod.AudioSource, k: int | None = None,
-                         diverse: bool = True) -> Recommendation:
-        return await self._run(self.recommend, source, k, diverse)
+                         diverse: bool = True, filters: TrackFilter | None = None) -> Recommendation:
+        return await self._run(self.recommend, source, k, diverse, filters)
 
     async def asimilar_to(self, track_id: str, k: int | None = None, offset: int = 0,
-                          diverse: bool = True) -> Recommendation:
-        return await self._run(self.similar_to, track_id, k, offset, diverse, light=True)
+                          diverse: bool = True, filters: TrackFilter | None = None) -> Recommendation:
+        return await self._run(self.similar_to, track_id, k, offset, diverse, filters, light=True)
 
     async def amore_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
         return await self._run(self.more_by_artist, track_id, k, offset, light=True)
@@ -389,9 +392,10 @@ class SynestheteService:
                 for k, (tags, bpm, key) in rows.items()}
 
     def _neighbours(self, vector: np.ndarray, k: int, exclude: set[int], seed: Track | None,
-                    diverse: bool = True) -> list[ScoredTrack]:
-        """The k answers: nearest tracks, duplicates of the seed and each other dropped, then
-        the discovery rule (:func:`engine.answers.diversify`) unless ``diverse`` is False."""
+                    diverse: bool = True, filters: TrackFilter | None = None) -> list[ScoredTrack]:
+        """The k answers: nearest tracks passing ``filters`` (in the search), duplicates of the
+        seed and each other dropped, then the discovery rule (:func:`engine.answers.diversify`)
+        unless ``diverse`` is False."""
         from .answers import diversify
         from .catalogue import dedup_key
 
@@ -399,9 +403,13 @@ class SynestheteService:
         # one candidate pool for every page (k + offset grows page by page): pages of the
         # discovery re-ranking are then slices of one list and never repeat a track
         fetch = max(DIVERSE_POOL, k * 3 + 10) if per_artist > 0 else (k * 3 + 10)
-        hits = self.store.search_tracks(vector[None, :], fetch, exclude=sorted(exclude))[0]
+        expr = filters.validated().to_expr() if filters is not None and filters.active else ""
+        hits = self.store.search_tracks(vector[None, :], fetch, exclude=sorted(exclude), expr=expr)[0]
         if not hits and self.store.count_tracks() == 0:
             raise EmptyIndexError("no tracks in the vector index")
+        if not hits and expr:
+            raise NothingMatchesError(f"no track passes {expr}", user_message=(
+                f"No track in the catalogue matches {filters.describe()}; try loosening the filters."))
         tracks = self.catalogue.get_many([h.track_key for h in hits])
         seen = {dedup_key(seed)} if seed is not None else set()
         ranked: list[ScoredTrack] = []

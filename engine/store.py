@@ -49,6 +49,21 @@ def _is_local(uri: str) -> bool:
     return not uri.startswith(("http://", "https://", "tcp://", "unix:", "grpc://"))
 
 
+#: bump when the tracks collection's fields change: part of the index model id (engine.embed)
+TRACKS_SCHEMA_VERSION = 2
+MAX_GENRES = 16
+
+
+def track_row(track_key: int, vector: np.ndarray, scalars: dict | None = None) -> dict:
+    """One tracks-collection row; unknown filter values are -1 / no genres (engine.filters)."""
+    sc = scalars or {}
+    return {"track_key": int(track_key), "vector": np.asarray(vector, dtype=np.float32).tolist(),
+            "genres": [str(g)[:64] for g in sc.get("genres", [])][:MAX_GENRES],
+            "bpm": float(sc["bpm"]) if sc.get("bpm") is not None else -1.0,
+            "instrumental": float(sc["instrumental"]) if sc.get("instrumental") is not None else -1.0,
+            "popularity": int(sc["popularity"]) if sc.get("popularity") is not None else -1}
+
+
 class VectorStore:
     """Track and segment vectors for one model, in one Milvus database."""
 
@@ -147,6 +162,12 @@ class VectorStore:
             schema.add_field("t", DataType.FLOAT)
         else:
             schema.add_field("track_key", DataType.INT64, is_primary=True)
+            # what answers can be filtered on, inside the search (engine.filters)
+            schema.add_field("genres", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_GENRES,
+                             max_length=64)
+            schema.add_field("bpm", DataType.FLOAT)
+            schema.add_field("instrumental", DataType.FLOAT)
+            schema.add_field("popularity", DataType.INT64)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         params = self._client.prepare_index_params()
         idx = self._choose_index(0)  # size unknown yet: tune_index re-picks after a build
@@ -286,21 +307,18 @@ class VectorStore:
                         chunk = []
             if chunk:
                 self._client.insert(self.segments_name, chunk)
-            self._client.upsert(
-                self.tracks_name,
-                [{"track_key": int(k), "vector": np.asarray(tv, dtype=np.float32).tolist()} for k, tv, _, _ in items],
-            )
+            self._client.upsert(self.tracks_name, [track_row(k, tv) for k, tv, _, _ in items])
 
-    def set_track_vectors(self, items: Sequence[tuple[int, np.ndarray]]) -> None:
-        """Replace only the track vectors (the similarity model was refitted); segments stay.
+    def set_track_vectors(self, items: Sequence[tuple[int, np.ndarray, dict | None]]) -> None:
+        """Replace the track rows (the similarity model was refitted); segments stay.
 
-        ``items``: ``(track_key, (dim,) vector)``; written in chunks of ``INSERT_CHUNK``.
+        ``items``: ``(track_key, (dim,) vector, scalars)`` where scalars are the filter
+        fields (:func:`track_row`); written in chunks of ``INSERT_CHUNK``.
         """
         with self._lock:
             for i in range(0, len(items), self.INSERT_CHUNK):
-                self._client.upsert(self.tracks_name, [
-                    {"track_key": int(k), "vector": np.asarray(v, dtype=np.float32).tolist()}
-                    for k, v in items[i:i + self.INSERT_CHUNK]])
+                self._client.upsert(self.tracks_name, [track_row(k, v, sc)
+                                                       for k, v, sc in items[i:i + self.INSERT_CHUNK]])
 
     def delete_tracks(self, keys: Sequence[int]) -> None:
         keys = [int(k) for k in keys]
@@ -364,11 +382,12 @@ class VectorStore:
         return out
 
     def search_tracks(self, vectors: np.ndarray, k: int, exclude: Sequence[int] = (),
-                      include: Sequence[int] | None = None) -> list[list[Neighbour]]:
+                      include: Sequence[int] | None = None, expr: str = "") -> list[list[Neighbour]]:
         """Top-k tracks by cosine for each query vector, in ONE call (lite pays per call).
 
-        ``exclude``: keys never returned; ``include``: only these keys (a Milvus filter, so
-        k results still come back when k such tracks exist).
+        ``exclude``: keys never returned; ``include``: only these keys; ``expr``: a filter on
+        the scalar fields (``engine.filters``).  All are Milvus filters, applied in the
+        search, so k results still come back when k such tracks exist.
         """
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         parts = []
@@ -376,6 +395,8 @@ class VectorStore:
             parts.append(f"track_key not in {[int(e) for e in exclude]}")
         if include is not None:
             parts.append(f"track_key in {[int(e) for e in include]}")
+        if expr:
+            parts.append(f"({expr})")
         flt = " and ".join(parts)
         with self._lock:
             res = self._client.search(

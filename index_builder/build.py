@@ -235,7 +235,7 @@ class _Build:
 
     # ---- setup ------------------------------------------------------------------
 
-    def _identity(self, fut: Future) -> tuple[str, int, int, str, tuple]:
+    def _identity(self, fut: Future) -> tuple[str, int, int, str, tuple, tuple]:
         try:
             return fut.result()
         except BrokenProcessPool as exc:
@@ -269,12 +269,13 @@ class _Build:
             self.catalogue = CatalogueDB(s.catalogue_db_path)
             self.fp = FingerprintIndex(s.fingerprint_db_path)
             self.descriptors = DescriptorStore(s.descriptors_db_path)
-            model_id, dim, _sr, backbone, layout = self._identity(ident)
+            model_id, dim, _sr, backbone, layout, tag_names = self._identity(ident)
             report.model_id, report.backbone = model_id, backbone
             self.model_id = model_id
             self.store = self._open_store(model_id, dim)
             self._run(tracks, match)
-            fit = refit_similarity(s, self.store, self.catalogue, self.descriptors, backbone_key(model_id), layout)
+            fit = refit_similarity(s, self.store, self.catalogue, self.descriptors, backbone_key(model_id), layout,
+                                   tag_names)
             report.similarity = {"status": fit.status, "tracks": fit.n_tracks, "seconds": round(fit.seconds, 1),
                                  "model": fit.model_sha, **fit.detail}
             report.index_changes = self.store.tune_index()  # the collections' size is known now

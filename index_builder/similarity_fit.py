@@ -45,11 +45,28 @@ def data_hash(indexed: dict[int, tuple[str, str]]) -> str:
     return h.hexdigest()[:16]
 
 
+def track_scalars(descs, catalogue, tag_names) -> list[dict]:
+    """The filter fields of each described track (engine.filters): catalogue genres and
+    popularity, tempo and instrumental score from the audio."""
+    from engine.filters import instrumental_score, normalise_genre
+
+    tracks = catalogue.get_many([d.track_key for d in descs])
+    out = []
+    for d in descs:
+        t = tracks.get(d.track_key)
+        out.append({"genres": [normalise_genre(g) for g in (t.genres if t else [])],
+                    "bpm": d.bpm, "instrumental": instrumental_score(tag_names, d.tags),
+                    "popularity": t.popularity if t else None})
+    return out
+
+
 def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
-                     blocks: tuple[tuple[str, int], ...], *, force: bool = False) -> SimilarityFitResult:
+                     blocks: tuple[tuple[str, int], ...], tag_names: tuple[str, ...] = (), *,
+                     force: bool = False) -> SimilarityFitResult:
     """Fit the model on every indexed track's descriptors and rewrite their track vectors.
 
-    ``blocks``: the backbone's descriptor layout (``Backbone.descriptor_layout``).
+    ``blocks``: the backbone's descriptor layout (``Backbone.descriptor_layout``);
+    ``tag_names``: its tags (for the instrumental filter field).
     Does nothing when the indexed set is unchanged since the last fit (and the model
     file is there).  Below ``engine.similarity.MIN_TRACKS`` tracks the model is a PCA
     rotation of the pretrained features instead of the LDA (``about`` says which); with
@@ -96,7 +113,8 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
     enc.meta["match_scale"] = MatchScale.fit(vecs).to_list()  # calibrated on this catalogue's pairs
     enc.save(path)
     catalogue.set_meta(MODEL_META, "")  # from here until the mark: vectors and model disagree
-    store.set_track_vectors([(d.track_key, v) for d, v in zip(descs, vecs)])
+    scalars = track_scalars(descs, catalogue, tag_names)
+    store.set_track_vectors([(d.track_key, v, sc) for d, v, sc in zip(descs, vecs, scalars)])
     store.flush()
     catalogue.set_meta(MODEL_META, enc.sha)
     catalogue.set_meta(DATA_META, want)

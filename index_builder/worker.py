@@ -91,14 +91,15 @@ def init_worker(settings: Any, factory_spec: str, torch_threads: int, log_level:
         _state["landmarks"] = None
 
 
-def embedder_identity(factory_spec: str, settings: Any) -> tuple[str, int, int, str, tuple]:
-    """(model_id, dim, sample_rate, backbone name, descriptor layout), computed in a worker
-    so the main process never loads the network itself."""
+def embedder_identity(factory_spec: str, settings: Any) -> tuple[str, int, int, str, tuple, tuple]:
+    """(model_id, dim, sample_rate, backbone name, descriptor layout, tag names), computed in a
+    worker so the main process never loads the network itself."""
     if "init_error" in _state:
         raise _state["init_error"]
     emb = _state.get("embedder") or load_factory(factory_spec)(settings)
     layout = tuple(getattr(emb.backbone, "descriptor_layout", None) or (("features", emb.dim),))
-    return emb.model_id, emb.dim, emb.sample_rate, getattr(emb.backbone, "name", "?"), layout
+    tags = tuple(getattr(emb.backbone, "tag_names", ()) or ())
+    return emb.model_id, emb.dim, emb.sample_rate, getattr(emb.backbone, "name", "?"), layout, tags
 
 
 def process_file(track_key: int, path: str, hop_s: float) -> WorkResult:

@@ -204,3 +204,20 @@ def test_discovery_rule_spreads_answers_over_artists(catalogue, service: Synesth
     raw = service.similar_to(ids[3], diverse=False)
     assert len(raw.results) == 5
     assert [r.similarity for r in raw.results] == sorted((r.similarity for r in raw.results), reverse=True)
+
+
+def test_filters_apply_inside_the_search(catalogue, service: SynestheteService) -> None:
+    from engine.errors import BadFilterError, NothingMatchesError
+    from engine.filters import make_filter
+
+    _, _, ids = catalogue
+    rec = service.similar_to(ids[0], filters=make_filter("rock"))
+    assert len(rec.results) == 5  # 10 rock tracks: five pass even though rock is a third of the catalogue
+    assert all("Rock" in r.track.genres for r in rec.results)
+    rec = service.similar_to(ids[0], filters=make_filter(popularity="20-24"), diverse=False)
+    assert sorted(r.track.popularity for r in rec.results) == [20, 21, 22, 23, 24]
+    with pytest.raises(NothingMatchesError) as e:
+        service.similar_to(ids[0], filters=make_filter("polka"))
+    assert "polka" in e.value.user_message
+    with pytest.raises(BadFilterError):
+        service.similar_to(ids[0], filters=make_filter(bpm="200-100"))

@@ -54,6 +54,8 @@ STATUS_BY_KIND: dict[str, int] = {
     "busy": 503,
     "query_timeout": 503,
     "bad_request": 400,
+    "bad_filter": 400,
+    "no_match": 404,
     "rate_limited": 429,
 }
 RETRY_AFTER_S = {"busy": 2, "query_timeout": 5}
@@ -240,6 +242,14 @@ async def api_config(request: web.Request) -> web.Response:
     })
 
 
+def _filters(request: web.Request):
+    """``genre`` (comma-separated), ``bpm`` (100-130), ``instrumental`` (1), ``popularity`` (20-80)."""
+    from engine.filters import make_filter
+
+    q = request.query
+    return make_filter(q.get("genre", ""), q.get("bpm"), _flag(request, "instrumental"), q.get("popularity"))
+
+
 def _flag(request: web.Request, name: str) -> bool:
     """A boolean query parameter: ``?raw=1`` / ``true`` / ``yes`` / ``on`` (else false)."""
     return request.query.get(name, "").strip().lower() in ("1", "true", "yes", "on")
@@ -249,8 +259,9 @@ async def recommend(request: web.Request) -> web.Response:
     _limit(request, "audio")
     k = _int_param(request, "k", request.app[SETTINGS].top_k, 1, MAX_K)
     diverse = not _flag(request, "raw")
+    filters = _filters(request)  # a bad filter is refused before the upload is read
     data = await read_audio(request)
-    rec = await request.app[SERVICE].arecommend(data, k, diverse)
+    rec = await request.app[SERVICE].arecommend(data, k, diverse, filters)
     return web.json_response(public_answer(rec))
 
 
@@ -265,7 +276,7 @@ async def similar(request: web.Request) -> web.Response:
     if _flag(request, "same_artist"):
         rec = await svc.amore_by_artist(track_id, k, offset)
     else:
-        rec = await svc.asimilar_to(track_id, k, offset, not _flag(request, "raw"))
+        rec = await svc.asimilar_to(track_id, k, offset, not _flag(request, "raw"), _filters(request))
     return web.json_response(public_answer(rec))
 
 

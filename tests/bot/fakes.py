@@ -62,7 +62,8 @@ class StubService(SynestheteService):
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._light_executor.shutdown(wait=False, cancel_futures=True)
 
-    def recommend(self, source: Any, k: int | None = None, diverse: bool = True) -> Recommendation:
+    def recommend(self, source: Any, k: int | None = None, diverse: bool = True,
+                  filters: Any = None) -> Recommendation:
         self.calls.append(("recommend", bytes(source) if isinstance(source, (bytes, bytearray)) else source, k))
         if self.delay:
             time.sleep(self.delay)  # blocking, like decode + embed: must run off the event loop
@@ -75,7 +76,7 @@ class StubService(SynestheteService):
                               {}, self.model_id)
 
     def similar_to(self, track_id: str, k: int | None = None, offset: int = 0,
-                   diverse: bool = True) -> Recommendation:
+                   diverse: bool = True, filters: Any = None) -> Recommendation:
         self.calls.append(("similar_to", track_id, k, offset))
         if self.delay:
             time.sleep(self.delay)
