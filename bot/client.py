@@ -266,11 +266,13 @@ class SynestheteBot(commands.Bot):
         return answer
 
     async def answer_similar(self, track_id: str, rid: str, flow: str, query: str, *, same_artist: bool = False,
-                             **who: int | None) -> Answer:
-        """Tracks like a catalogue track; ``same_artist``: more by its own artist instead."""
+                             filters=None, **who: int | None) -> Answer:
+        """Tracks like a catalogue track (within ``filters``); ``same_artist``: more by its own artist instead."""
         t0 = time.perf_counter()
         if same_artist:
             rec = await self.service.amore_by_artist(track_id, self.settings.top_k)
+        elif filters is not None and filters.active:
+            rec = await self.service.asimilar_to(track_id, self.settings.top_k, filters=filters)
         else:
             rec = await self.service.asimilar_to(track_id, self.settings.top_k)
         answer = Answer.from_recommendation(rec, answer_id=rid, flow=flow, query=query,

@@ -36,15 +36,21 @@ class Search(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="similar")
-    @app_commands.describe(track="Start typing a title or an artist, then pick a track")
-    async def similar(self, interaction: discord.Interaction, track: str) -> None:
+    @app_commands.describe(track="Start typing a title or an artist, then pick a track",
+                           genre="Only these genres (comma-separated)", bpm="Tempo range, e.g. 100-130",
+                           instrumental="Only tracks without vocals", popularity="Spotify popularity range, e.g. 20-80")
+    async def similar(self, interaction: discord.Interaction, track: str, genre: str | None = None,
+                      bpm: str | None = None, instrumental: bool = False, popularity: str | None = None) -> None:
         """Five songs that sound like a track from the catalogue."""
         await interaction.response.defer(thinking=True)
 
         async def work(rid: str) -> None:
+            from engine.filters import make_filter
+
+            filters = make_filter(genre or "", bpm, instrumental, popularity)  # a bad one: one sentence, no search
             track_id = await self.bot.resolve_track(track)
             answer = await self.bot.answer_similar(track_id, rid, "similar", f"/similar {clip(track, 80)}",
-                                                   **who(interaction))
+                                                   filters=filters, **who(interaction))
             view = ResultView(self.bot, answer)
             view.message = await interaction.followup.send(embed=answer_embed(answer), view=view, wait=True)
 

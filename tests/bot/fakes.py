@@ -77,7 +77,7 @@ class StubService(SynestheteService):
 
     def similar_to(self, track_id: str, k: int | None = None, offset: int = 0,
                    diverse: bool = True, filters: Any = None) -> Recommendation:
-        self.calls.append(("similar_to", track_id, k, offset))
+        self.calls.append(("similar_to", track_id, k, offset) + ((filters,) if filters is not None else ()))
         if self.delay:
             time.sleep(self.delay)
         if self.fail is not None:

@@ -167,6 +167,18 @@ async def test_similar_with_autocomplete_value_and_free_text(bot):
     assert free.embeds[0].title == "🎶 Songs like Artist 5 – Song number 12"
 
 
+async def test_similar_with_filters_and_a_contradictory_one(bot):
+    search = cog(bot, "Search")
+    inter = FakeInteraction(bot)
+    await search.similar.callback(search, inter, "song number 12", genre="Rock, Jazz", bpm="90-140")
+    assert inter.embeds[0].title == "🎶 Songs like Artist 5 – Song number 12"
+    assert bot.service.calls[-1][0] == "similar_to"
+    bad = FakeInteraction(bot)
+    await search.similar.callback(search, bad, "song number 12", bpm="140-90")
+    assert bad.texts[0].startswith("The tempo range goes from 140 to 90")
+    assert not bad.embeds
+
+
 async def test_similar_not_found(bot):
     search = cog(bot, "Search")
     inter = FakeInteraction(bot)
