@@ -441,7 +441,10 @@ def main(args: argparse.Namespace) -> int:
 
         feats = cat_clean["musicnn"]
         track_vecs[PRETRAINED] = l2n(np.stack([f.mean(0) for f in feats]))
-        enc = fit_track_encoder(feats, SimilarityConfig(out_dim=settings.embedding_dim))
+        # on the cached head features (musicnn mean_pool): the build's model also pools the
+        # penultimate layer; bench/answers_eval.py measures the built index itself
+        enc = fit_track_encoder(feats, SimilarityConfig(blocks=(("features", feats[0].shape[1]),),
+                                                        out_dim=settings.embedding_dim))
         track_vecs[SIMILARITY] = enc.track_vectors(feats)
 
     # ---- queries ----------------------------------------------------------------
