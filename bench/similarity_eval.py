@@ -64,6 +64,52 @@ def descriptors(f: dict, cfg: SimilarityConfig) -> np.ndarray:
     return np.concatenate([f[f"msd_{name}"] for name, _ in cfg.blocks], axis=1)
 
 
+def contrastive_vectors(segs: list[np.ndarray], train: list[int], epochs: int = 150, views: int = 4,
+                        seed: int = 0) -> np.ndarray:
+    """The learned candidate: a small MLP head trained label-free on the ``train`` tracks.
+
+    COLA/CLMR-style positives: two means of ``views`` random segments of one track
+    (Saeed et al. 2021; Spijkervet & Burgoyne 2021), InfoNCE against the batch's other
+    tracks, plus the relational distillation term of ``index_builder.train`` toward the
+    standardised pretrained neighbourhoods (the regulariser the issue asks for).
+    Returns unit vectors of every track (train and held out) from the trained head.
+    """
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    from index_builder.train import info_nce, relational_kd
+
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    allseg = np.concatenate([segs[i] for i in train])
+    mu, sd = allseg.mean(0), allseg.std(0) + 1e-4
+    zs = [((s - mu) / sd).astype(np.float32) for s in segs]
+    dim = zs[0].shape[1]
+    net = nn.Sequential(nn.Dropout(0.2), nn.Linear(dim, 512), nn.GELU(), nn.Linear(512, 128))
+    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-2)
+
+    def view(idx):
+        return torch.tensor(np.stack([zs[i][rng.choice(len(zs[i]), min(views, len(zs[i])), replace=False)].mean(0)
+                                      for i in idx]))
+
+    for _ in range(epochs):
+        order = rng.permutation(train)
+        for b in range(0, len(order), 64):
+            idx = order[b:b + 64]
+            if len(idx) < 4:
+                continue
+            a, p = F.normalize(net(view(idx)), dim=-1), F.normalize(net(view(idx)), dim=-1)
+            teacher = F.normalize(torch.tensor(np.stack([zs[i].mean(0) for i in idx])), dim=-1)
+            loss = info_nce(a, p, 0.1) + relational_kd(a, teacher, 0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        return F.normalize(net(torch.tensor(np.stack([z.mean(0) for z in zs]))), dim=-1).numpy()
+
+
 def artist_folds(artists: list[str], n: int, seed: int) -> list[set[str]]:
     names = sorted(set(artists))
     rng = np.random.default_rng(seed)
@@ -86,6 +132,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
     p.add_argument("--dba-k", type=int, default=5)
+    p.add_argument("--contrastive", action="store_true", help="also train and score the contrastive head (minutes)")
     args = p.parse_args()
     ids, artists, genres, feats = load(args.corpus, args.features)
     print(f"{len(ids)} tracks, {len(set(artists))} artists, {len({g for s in genres for g in s})} genres")
@@ -131,6 +178,18 @@ def main() -> int:
             report[f"{name}{tag} [held-out artists]"] = r = pooled([h[j] for h in held])
             print(f"{name + tag + ' [held-out artists]':44s} artist {r['artist_p5']:.3f}  genre {r['genre_p5']:.3f}  "
                   f"genre|artist-filtered {r['genre_p5_artist_filtered']:.3f}", flush=True)
+    if args.contrastive:
+        cfg = SimilarityConfig()
+        segs = [descriptors(f, cfg) for f in feats]
+        score("contrastive head [transductive]", contrastive_vectors(segs, list(range(len(segs)))))
+        held = []
+        for fold in folds:
+            train = [i for i, a in enumerate(artists) if a not in fold]
+            test = np.array([i for i, a in enumerate(artists) if a in fold])
+            held.append(similarity_report(contrastive_vectors(segs, train), artists, genres, queries=test))
+        report["contrastive head [held-out artists]"] = r = pooled(held)
+        print(f"{'contrastive head [held-out artists]':44s} artist {r['artist_p5']:.3f}  genre {r['genre_p5']:.3f}  "
+              f"genre|artist-filtered {r['genre_p5_artist_filtered']:.3f}", flush=True)
     r0 = next(iter(report.values()))
     print(f"chance: artist {r0['artist_chance']:.3f}  genre {r0['genre_chance']:.3f}  "
           f"genre|artist-filtered {r0['genre_artist_filtered_chance']:.3f}")

@@ -27,7 +27,9 @@ def diversify(ranked: Sequence[T], k: int, artist_of: Callable[[T], str], *, per
     - ``per_artist <= 0`` turns the rule off: the first ``k`` of the ranking.
     - the seed's own artist (``seed_artist``, compared case-insensitively) gets at most one slot;
     - an empty artist name counts as an artist of its own for each item (unknown ≠ same);
-    - when fewer than ``k`` items pass, the best skipped ones fill up, after them.
+    - when fewer than ``k`` items pass, the best skipped ones fill up, after them, the
+      seed's own artist's last of all (only when nothing else is left, so that ``k``
+      answers still come back from a catalogue of two or three artists).
     The result is a prefix of one re-ranking of ``ranked`` (the passing items in ranking
     order, then the skipped ones), so ``diversify(r, k)`` is a prefix of
     ``diversify(r, k + n)`` and pages never overlap.  ``O(len(ranked))``.
@@ -52,8 +54,24 @@ def diversify(ranked: Sequence[T], k: int, artist_of: Callable[[T], str], *, per
             break
     if len(picked) < k:
         chosen = set(picked)
-        picked += [i for i in range(len(ranked)) if i not in chosen][: k - len(picked)]
+        rest = [i for i in range(len(ranked)) if i not in chosen]
+        is_seed = [bool(seed) and (artist_of(ranked[i]) or "").strip().casefold() == seed for i in rest]
+        rest = [i for i, s in zip(rest, is_seed) if not s] + [i for i, s in zip(rest, is_seed) if s]
+        picked += rest[: k - len(picked)]
     return [ranked[i] for i in picked]
+
+
+def by_similarity_in_pages(items: list[T], page: int, score: Callable[[T], float]) -> list[T]:
+    """Each page of ``page`` items sorted best first; which items are on which page is kept.
+
+    The discovery rule's order puts new artists before better matches of artists already
+    shown; within what one page shows, the best match still comes first.
+    """
+    page = max(1, page)
+    out: list[T] = []
+    for i in range(0, len(items), page):
+        out += sorted(items[i:i + page], key=lambda x: -score(x))
+    return out
 
 
 def distinct_artists(items: Sequence[T], artist_of: Callable[[T], str]) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import audio as audio_mod
+from .answers import by_similarity_in_pages
 from .catalogue import CatalogueDB, SearchHit, Track
 from .embed import Embedder, Embedding
 from .errors import BusyError, EmptyIndexError, NothingMatchesError, QueryTimeoutError, TrackNotFoundError
@@ -92,6 +93,8 @@ SEGMENT_CANDIDATES = 1
 #: nearest tracks the discovery rule chooses from (enough for five artists in a catalogue of
 #: albums; the same for every page of "more like this")
 DIVERSE_POOL = 150
+#: tempo and key of an unknown recording are estimated on at most this much of it (s): ~50 ms
+REASON_AUDIO_S = 15.0
 
 
 def segment_vote(hits: list[list[Any]], query_times: np.ndarray, bin_s: float) -> list[tuple[int, float, float]]:
@@ -217,6 +220,7 @@ class SynestheteService:
         else:
             seed, exclude = self.query_track_vector(emb), set()
         results = self._neighbours(seed, k, exclude, identified.track if identified else None, diverse, filters)
+        results = by_similarity_in_pages(results, self.settings.top_k, lambda r: r.similarity)
         self._annotate(results, identified.track if identified else None, emb, decoded)
         timings["search"] = (time.perf_counter() - t3) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
@@ -245,6 +249,7 @@ class SynestheteService:
                 "That track is in the catalogue but I have no audio for it, so I can't compare it."))
         results = self._neighbours(vecs[track.track_key], k + offset, {track.track_key}, track, diverse,
                                    filters)[offset:]
+        results = by_similarity_in_pages(results, k, lambda r: r.similarity)
         self._annotate(results, track)
         return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
                               self.model_id)
@@ -367,7 +372,8 @@ class SynestheteService:
             else:  # a recording of no catalogue song: its own tags, tempo and key
                 from .analysis import rhythm_and_key
 
-                rk = rhythm_and_key(decoded.samples, decoded.sample_rate) if decoded is not None else None
+                rk = (rhythm_and_key(decoded.samples[: int(REASON_AUDIO_S * decoded.sample_rate)], decoded.sample_rate)
+                      if decoded is not None else None)
                 seed_traits = Traits.from_arrays(self.embedder.backbone.tag_names,
                                                  emb.tags if emb is not None else None,
                                                  rk.bpm if rk else None, rk.key if rk else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.answers import distinct_artists, diversify
+from engine.answers import by_similarity_in_pages, distinct_artists, diversify
 
 
 def _art(x: tuple[str, str]) -> str:
@@ -34,6 +34,19 @@ def test_pages_are_prefixes_and_never_overlap():
     both = diversify(ranked, 10, _art)
     assert both[:5] == first
     assert not set(both[5:]) & set(first)
+
+
+def test_seed_artist_fills_last_and_only_when_nothing_else_is_left():
+    ranked = [("S", "s1"), ("A", "a1"), ("S", "s2"), ("A", "a2"), ("B", "b1"), ("A", "a3")]
+    out = diversify(ranked, 5, _art, seed_artist="s")
+    assert [x[1] for x in out] == ["s1", "a1", "b1", "a2", "a3"]
+    assert [x[1] for x in diversify(ranked, 6, _art, seed_artist="s")][-1] == "s2"
+
+
+def test_pages_sorted_by_score_keep_their_members():
+    items = [("A", 0.5), ("B", 0.9), ("C", 0.7), ("D", 0.8), ("E", 0.1)]
+    out = by_similarity_in_pages(items, 2, lambda x: x[1])
+    assert out == [("B", 0.9), ("A", 0.5), ("D", 0.8), ("C", 0.7), ("E", 0.1)]
 
 
 def test_off_is_the_raw_ranking():
