@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS descriptors (
     sample BLOB NOT NULL,
     tags BLOB,
     bpm REAL,
-    musical_key TEXT
+    musical_key TEXT,
+    head_vector BLOB
 );
 """
 
@@ -55,6 +56,9 @@ class TrackDescriptor:
     tags: np.ndarray | None = None  # (n_tags,) float32 probabilities
     bpm: float | None = None  # tempo estimated from the audio (engine.analysis)
     key: str | None = None  # e.g. "A minor"
+    #: (D,) the identification head's mean segment vector: the track vector when no
+    #: similarity model can be fitted (a catalogue too small or too uniform)
+    head_vector: np.ndarray | None = None
 
 
 def backbone_key(model_id: str) -> str:
@@ -64,14 +68,16 @@ def backbone_key(model_id: str) -> str:
 
 
 def summarise(track_key: int, features: np.ndarray, tags: np.ndarray | None = None,
-              bpm: float | None = None, key: str | None = None) -> TrackDescriptor:
+              bpm: float | None = None, key: str | None = None,
+              head_vector: np.ndarray | None = None) -> TrackDescriptor:
     """Mean + an evenly spread sample of a track's segment descriptors ``(n, d)``."""
     f = np.asarray(features, np.float32)
     if f.ndim != 2 or len(f) == 0:
         raise ValueError(f"expected (n >= 1, d) features, got {f.shape}")
     idx = np.linspace(0, len(f) - 1, min(SAMPLE_SEGMENTS, len(f))).round().astype(int)
     return TrackDescriptor(track_key, f.mean(0), f.std(0), f[np.unique(idx)], len(f),
-                           None if tags is None else np.asarray(tags, np.float32), bpm, key)
+                           None if tags is None else np.asarray(tags, np.float32), bpm, key,
+                           None if head_vector is None else np.asarray(head_vector, np.float32))
 
 
 class DescriptorStore:
@@ -90,16 +96,21 @@ class DescriptorStore:
                 self._conn.execute("DROP TABLE IF EXISTS descriptors")
                 self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._conn.executescript(_SCHEMA)
+            cols = {r[1] for r in self._conn.execute("PRAGMA table_info(descriptors)")}
+            if "head_vector" not in cols:  # written before the fallback vectors were kept
+                self._conn.execute("ALTER TABLE descriptors ADD COLUMN head_vector BLOB")
             self._conn.commit()
 
     def put_many(self, backbone: str, items: Iterable[TrackDescriptor]) -> None:
         rows = [(d.track_key, backbone, int(d.mean.shape[0]), d.n_segments,
                  np.ascontiguousarray(d.mean, "<f4").tobytes(), np.ascontiguousarray(d.std, "<f4").tobytes(),
                  np.ascontiguousarray(d.sample, "<f2").tobytes(),
-                 None if d.tags is None else np.ascontiguousarray(d.tags, "<f4").tobytes(), d.bpm, d.key)
+                 None if d.tags is None else np.ascontiguousarray(d.tags, "<f4").tobytes(), d.bpm, d.key,
+                 None if d.head_vector is None else np.ascontiguousarray(d.head_vector, "<f4").tobytes())
                 for d in items]
         with self._lock, self._conn:
-            self._conn.executemany("INSERT OR REPLACE INTO descriptors VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            self._conn.executemany("INSERT OR REPLACE INTO descriptors (track_key, backbone, dim, n_segments, mean, std, sample, tags, bpm, "
+                "musical_key, head_vector) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def delete(self, keys: Iterable[int]) -> None:
         with self._lock, self._conn:
@@ -112,17 +123,18 @@ class DescriptorStore:
 
     @staticmethod
     def _row(r: tuple) -> TrackDescriptor:
-        key, dim, n, mean, std, sample, tags, bpm, mkey = r
+        key, dim, n, mean, std, sample, tags, bpm, mkey, head = r
         return TrackDescriptor(key, np.frombuffer(mean, "<f4").astype(np.float32),
                                np.frombuffer(std, "<f4").astype(np.float32),
                                np.frombuffer(sample, "<f2").astype(np.float32).reshape(-1, dim), n,
-                               None if tags is None else np.frombuffer(tags, "<f4").astype(np.float32), bpm, mkey)
+                               None if tags is None else np.frombuffer(tags, "<f4").astype(np.float32), bpm, mkey,
+                               None if head is None else np.frombuffer(head, "<f4").astype(np.float32))
 
     def iter(self, backbone: str, keys: Iterable[int] | None = None) -> Iterator[TrackDescriptor]:
         """Descriptors of ``backbone`` (all, or those of ``keys``), in key order."""
         with self._lock:
             if keys is None:
-                rows = self._conn.execute("SELECT track_key, dim, n_segments, mean, std, sample, tags, bpm, musical_key FROM descriptors "
+                rows = self._conn.execute("SELECT track_key, dim, n_segments, mean, std, sample, tags, bpm, musical_key, head_vector FROM descriptors "
                                           "WHERE backbone=? ORDER BY track_key", (backbone,)).fetchall()
             else:
                 rows = []
@@ -130,7 +142,7 @@ class DescriptorStore:
                 for i in range(0, len(ks), 500):
                     chunk = ks[i:i + 500]
                     rows += self._conn.execute(
-                        f"SELECT track_key, dim, n_segments, mean, std, sample, tags, bpm, musical_key FROM descriptors WHERE backbone=? "
+                        f"SELECT track_key, dim, n_segments, mean, std, sample, tags, bpm, musical_key, head_vector FROM descriptors WHERE backbone=? "
                         f"AND track_key IN ({','.join('?' * len(chunk))}) ORDER BY track_key",
                         (backbone, *chunk)).fetchall()
         for r in rows:

@@ -239,7 +239,8 @@ def fit_track_encoder(segment_lists: list[np.ndarray], cfg: SimilarityConfig) ->
 def fit_from_stats(means: np.ndarray, stds: np.ndarray, cfg: SimilarityConfig) -> TrackEncoder:
     """Fit the pooled method on per-track (mean, std) of the segment descriptors, ``(n, in_dim)`` each.
 
-    Raises ``ValueError`` (a sentence for the user) for fewer than two tracks.
+    Raises ``ValueError`` (a sentence for the user) for fewer than two tracks, or when all
+    tracks have the same descriptors.
     Cost: one SVD of ``(n, 2*a + b)``; about a second for 10k tracks.
     """
     if len(means) < 2:
@@ -255,6 +256,9 @@ def fit_from_stats(means: np.ndarray, stds: np.ndarray, cfg: SimilarityConfig) -
     z = enc._normalised(means, stds)
     enc.center = z.mean(0).astype(np.float32)
     enc.projection, ratio = _pca(z - enc.center, cfg.out_dim)
+    if enc.n_components == 0:
+        raise ValueError("the catalogue's tracks all sound the same to the backbone (identical descriptors); "
+                         "there is nothing to tell them apart by")
     enc.meta = {"trained": len(means) >= MIN_TRACKS, "n_tracks": int(len(means)),
                 "method": "pooled musicnn statistics (mean+std, penultimate) + PCA, fitted on the catalogue",
                 "n_components": enc.n_components, "explained_variance": round(float(ratio), 4),

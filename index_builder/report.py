@@ -105,6 +105,8 @@ class BuildReport:
                          f"in {sim.get('seconds')} s ({sim.get('n_components')} components)")
         elif sim.get("status") == "too_small":
             lines.append("similarity model: none (fewer than 2 tracks with audio)")
+        elif sim.get("status") == "too_uniform":
+            lines.append(f"similarity model: none ({sim.get('reason')}); answers use the identification head's vectors")
         if self.recreated:
             lines.append(f"collections recreated: {self.recreate_reason}")
         for change in self.index_changes:

@@ -30,7 +30,7 @@ DATA_META = "similarity_data"  # catalogue meta: hash of the indexed set the mod
 
 @dataclass
 class SimilarityFitResult:
-    status: str  # "fitted" | "unchanged" | "too_small" (< 2 tracks) | "disabled"
+    status: str  # "fitted" | "unchanged" | "too_small" (< 2 tracks) | "too_uniform" | "disabled"
     n_tracks: int = 0
     seconds: float = 0.0
     model_sha: str = ""
@@ -79,7 +79,7 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
     t0 = time.perf_counter()
     path = Path(settings.similarity_model_path)
     if settings.similarity_method == "off":
-        _drop(path, catalogue)
+        _fall_back(path, catalogue, store, descriptors, backbone_id, tag_names)
         return SimilarityFitResult("disabled")
     indexed = catalogue.indexed_state()
     want = data_hash(indexed) + f"/{settings.similarity_method}/k{settings.similarity_dba_k}"
@@ -92,16 +92,21 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
             log.warning("the similarity model %s is unreadable; fitting it again", path, exc_info=True)
     descs = [d for d in descriptors.iter(backbone_id) if d.track_key in indexed]
     if len(descs) < 2:
-        _drop(path, catalogue)
+        _fall_back(path, catalogue, store, descriptors, backbone_id, tag_names)
         return SimilarityFitResult("too_small", len(descs))
     cfg = SimilarityConfig(method=settings.similarity_method, blocks=blocks, out_dim=store.dim,
                            dba_k=settings.similarity_dba_k)
     log.info("fitting the similarity model (%s) on %d tracks", cfg.method, len(descs))
     means, stds = np.stack([d.mean for d in descs]), np.stack([d.std for d in descs])
-    if cfg.method == "lda":
-        enc = fit_track_encoder([d.sample for d in descs], cfg)
-    else:
-        enc = fit_from_stats(means, stds, cfg)
+    try:
+        if cfg.method == "lda":
+            enc = fit_track_encoder([d.sample for d in descs], cfg)
+        else:
+            enc = fit_from_stats(means, stds, cfg)
+    except ValueError as exc:  # too uniform to fit: the head's vectors stay, about says so
+        log.warning("no similarity model: %s", exc)
+        _fall_back(path, catalogue, store, descriptors, backbone_id, tag_names)
+        return SimilarityFitResult("too_uniform", len(descs), detail={"reason": str(exc)})
     enc.meta.update(backbone=backbone_id, data_hash=want)
     vecs = enc.vectors_from_stats(means, stds)
     if cfg.dba_k:
@@ -131,3 +136,21 @@ def _drop(path: Path, catalogue) -> bool:
     catalogue.set_meta(MODEL_META, "")
     catalogue.set_meta(DATA_META, "")
     return had
+
+
+def _fall_back(path: Path, catalogue, store, descriptors, backbone_id: str, tag_names) -> None:
+    """No model: every track vector back to the identification head's mean segment vector.
+
+    Queries then use the recording's head mean too (``SynestheteService.query_track_vector``),
+    so catalogue and query vectors stay in one space.  The rows are rewritten with their
+    filter fields too, so filters work without a model.
+    """
+    _drop(path, catalogue)
+    indexed = catalogue.indexed_state()
+    descs = [d for d in descriptors.iter(backbone_id) if d.track_key in indexed and d.head_vector is not None]
+    scalars = track_scalars(descs, catalogue, tag_names)
+    store.set_track_vectors([(d.track_key, d.head_vector, sc) for d, sc in zip(descs, scalars)])
+    store.flush()
+    missing = len(indexed) - len(descs)
+    if missing:
+        log.warning("%d tracks have no stored fallback vector; rebuild with --rebuild to restore them", missing)

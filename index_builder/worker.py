@@ -126,7 +126,7 @@ def process_file(track_key: int, path: str, hop_s: float) -> WorkResult:
     t2 = time.perf_counter()
     res = WorkResult(track_key, True, seconds=decoded.duration_s, segments=emb.segments, times=emb.times,
                      track_vector=emb.track, decode_s=t1 - t0, embed_s=t2 - t1,
-                     descriptor=summarise(track_key, emb.features, emb.tags, rk.bpm, rk.key)
+                     descriptor=summarise(track_key, emb.features, emb.tags, rk.bpm, rk.key, emb.track)
                      if emb.features is not None else None)
     extract = _state.get("landmarks")
     if extract is not None:
