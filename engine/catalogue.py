@@ -38,6 +38,12 @@ SPOTIFY_ID_RE = re.compile(r"^[0-9A-Za-z]{22}$")
 AUDIO_EXTENSIONS = {".mp3", ".ogg", ".opus", ".oga", ".m4a", ".aac", ".mp4", ".wav", ".flac", ".webm", ".wma", ".aiff", ".aif"}
 
 REQUIRED_COLUMNS = ("track_id", "track_name", "artist_name")
+#: Spotify's audio features in the Kaggle CSV, with the range each must lie in
+SPOTIFY_FEATURES: dict[str, tuple[float, float]] = {
+    "acousticness": (0.0, 1.0), "danceability": (0.0, 1.0), "energy": (0.0, 1.0),
+    "instrumentalness": (0.0, 1.0), "liveness": (0.0, 1.0), "loudness": (-70.0, 10.0),
+    "speechiness": (0.0, 1.0), "valence": (0.0, 1.0), "tempo": (0.0, 300.0),
+}
 
 
 def track_key_for(track_id: str) -> int:
@@ -65,6 +71,8 @@ class Track:
     #: "spotify" when track_id is a real Spotify id, else "search" (link to a Spotify search)
     link_kind: str = "spotify"
     audio_path: str | None = None
+    #: Spotify's audio features from the CSV (SPOTIFY_FEATURES, those present and in range), or None
+    audio_features: dict[str, float] | None = None
 
     @property
     def track_key(self) -> int:
@@ -148,6 +156,7 @@ def read_kaggle_csv(path: Path, *, spotify_ids: bool = True) -> CsvReadResult:
                     duration = int(float(get("duration_ms")))
                 except ValueError:
                     problems.append(CsvProblem(line, f"duration_ms {get('duration_ms')!r} is not a number"))
+            features = _audio_features(get, line, problems)
             genre = get("genre")
             existing = tracks.get(tid)
             if existing is not None:
@@ -156,8 +165,32 @@ def read_kaggle_csv(path: Path, *, spotify_ids: bool = True) -> CsvReadResult:
                 existing.popularity = max(existing.popularity, popularity)
                 continue
             link_kind = "spotify" if spotify_ids and SPOTIFY_ID_RE.match(tid) else "search"
-            tracks[tid] = Track(tid, name, artist, [genre] if genre else [], popularity, duration, link_kind)
+            tracks[tid] = Track(tid, name, artist, [genre] if genre else [], popularity, duration, link_kind,
+                                audio_features=features)
     return CsvReadResult(tracks, problems, rows)
+
+
+def _audio_features(get, line: int, problems: list[CsvProblem]) -> dict[str, float] | None:
+    """The row's Spotify audio features; one out of range or not a number -> reported, none kept.
+
+    A row without them is fine (a catalogue of one's own music has none); a row with a bad
+    one keeps its audio and name search but is left out of the features mapping.
+    """
+    out: dict[str, float] = {}
+    for name, (lo, hi) in SPOTIFY_FEATURES.items():
+        raw = get(name)
+        if not raw:
+            continue
+        try:
+            v = float(raw)
+        except ValueError:
+            problems.append(CsvProblem(line, f"{name} {raw!r} is not a number; features left out for this row"))
+            return None
+        if not (lo <= v <= hi) or v != v:
+            problems.append(CsvProblem(line, f"{name} {raw} is outside {lo:g}..{hi:g}; features left out for this row"))
+            return None
+        out[name] = v
+    return out or None
 
 
 def _tag_metadata(path: Path) -> tuple[str | None, str | None]:
@@ -234,7 +267,9 @@ CREATE TABLE IF NOT EXISTS tracks (
     artist_text TEXT NOT NULL DEFAULT '',
     -- the FTS rowid: popularity << 40 | a sequence number, so FTS5 can walk the
     -- matches most-popular-first and stop at a LIMIT (see CatalogueDB.search)
-    search_rowid INTEGER
+    search_rowid INTEGER,
+    -- Spotify audio features (JSON) when the CSV has them: what places a row without audio
+    features    TEXT
 );
 CREATE INDEX IF NOT EXISTS tracks_dedup ON tracks(dedup_key);
 CREATE UNIQUE INDEX IF NOT EXISTS tracks_search_rowid ON tracks(search_rowid);
@@ -323,8 +358,11 @@ class CatalogueDB:
         self._has_artist_text = "artist_text" in cols
 
     def _migrate(self) -> None:
-        """Catalogues written before search_rowid/artist_text: add them and rebuild the FTS index."""
+        """Catalogues written before search_rowid/artist_text/features: add them (and rebuild the FTS index)."""
         cols = {r[1] for r in self._conn.execute("PRAGMA table_info(tracks)")}
+        if cols and "features" not in cols:
+            with self._conn:
+                self._conn.execute("ALTER TABLE tracks ADD COLUMN features TEXT")
         if not cols or "search_rowid" in cols:
             return
         log.info("upgrading %s for fast name search (one-off)", self.path)
@@ -366,17 +404,20 @@ class CatalogueDB:
                 rows.append((t.track_key, t.track_id, t.name, t.artist, json.dumps(t.genres, ensure_ascii=False),
                              t.popularity, t.duration_ms, t.link_kind, t.audio_path, dedup_key(t),
                              fold(f"{t.name} {t.artist}"), fold(f"{t.artist} {t.name}"),
-                             _search_rowid(t.popularity, seq)))
+                             _search_rowid(t.popularity, seq),
+                             json.dumps(t.audio_features) if t.audio_features else None))
             self._conn.executemany(
                 """INSERT INTO tracks(track_key, track_id, name, artist, genres, popularity, duration_ms,
-                                      link_kind, audio_path, dedup_key, search_text, artist_text, search_rowid)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                                      link_kind, audio_path, dedup_key, search_text, artist_text, search_rowid,
+                                      features)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT(track_key) DO UPDATE SET
                      name=excluded.name, artist=excluded.artist, genres=excluded.genres,
                      popularity=excluded.popularity, duration_ms=excluded.duration_ms,
                      link_kind=excluded.link_kind, audio_path=excluded.audio_path,
                      dedup_key=excluded.dedup_key, search_text=excluded.search_text,
-                     artist_text=excluded.artist_text, search_rowid=excluded.search_rowid""",
+                     artist_text=excluded.artist_text, search_rowid=excluded.search_rowid,
+                     features=excluded.features""",
                 rows,
             )
         self._cache.clear()
@@ -422,8 +463,9 @@ class CatalogueDB:
 
     @staticmethod
     def _row_to_track(r: sqlite3.Row) -> Track:
+        feats = r["features"] if "features" in r.keys() else None
         return Track(r["track_id"], r["name"], r["artist"], json.loads(r["genres"]), r["popularity"],
-                     r["duration_ms"], r["link_kind"], r["audio_path"])
+                     r["duration_ms"], r["link_kind"], r["audio_path"], json.loads(feats) if feats else None)
 
     def count(self, *, indexed_only: bool = False) -> int:
         table = "indexed" if indexed_only else "tracks"

@@ -47,11 +47,13 @@ class ScoredTrack:
     match: int | None = None
     match_percentile: float | None = None
     reason: str = ""  # what the two share, from the data (engine.reasons.explain)
+    #: False: a catalogue row without audio, placed by its Spotify features (engine.feature_map)
+    heard: bool = True
 
     def to_dict(self) -> dict:
         return {**self.track.to_dict(), "similarity": round(float(self.similarity), 4), "match": self.match,
                 "match_percentile": None if self.match_percentile is None else round(self.match_percentile, 1),
-                "reason": self.reason}
+                "reason": self.reason, "heard": self.heard}
 
 
 @dataclass
@@ -93,6 +95,8 @@ SEGMENT_CANDIDATES = 1
 #: nearest tracks the discovery rule chooses from (enough for five artists in a catalogue of
 #: albums; the same for every page of "more like this")
 DIVERSE_POOL = 150
+#: what an answer placed by its Spotify features says first
+NOT_HEARD = "matched by its Spotify features, not heard"
 #: tempo and key of an unknown recording are estimated on at most this much of it (s): ~50 ms
 REASON_AUDIO_S = 15.0
 
@@ -371,7 +375,8 @@ class SynestheteService:
         try:
             known = self._traits([r.track.track_key for r in results] + ([seed.track_key] if seed else []))
             if seed is not None:
-                seed_traits = known.get(seed.track_key) or Traits(genres=tuple(seed.genres))
+                seed_traits = known.get(seed.track_key) or Traits(
+                    bpm=(seed.audio_features or {}).get("tempo"), genres=tuple(seed.genres))
             else:  # a recording of no catalogue song: its own tags, tempo and key
                 from .analysis import rhythm_and_key
 
@@ -384,6 +389,12 @@ class SynestheteService:
                 if self.match_scale is not None:
                     r.match = self.match_scale.level(r.similarity)
                     r.match_percentile = self.match_scale.percentile(r.similarity)
+                if self.descriptors is not None and r.track.track_key not in known and r.track.audio_features:
+                    r.heard = False
+                    other = Traits(bpm=r.track.audio_features.get("tempo"), genres=tuple(r.track.genres))
+                    shared = explain(seed_traits, other)
+                    r.reason = NOT_HEARD + ("" if shared == "similar overall sound" else f"; {shared}")
+                    continue
                 r.reason = explain(seed_traits, known.get(r.track.track_key) or Traits(genres=tuple(r.track.genres)))
         except Exception:  # noqa: BLE001 - a reason is a courtesy; the answer stands without it
             log.warning("could not explain the answers", exc_info=True)

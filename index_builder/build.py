@@ -356,7 +356,9 @@ class _Build:
         report.to_embed = len(todo)
 
         # 5. removals: audio gone, row gone, or leftovers of a crash
-        remove = (set(state) | milvus_keys | fp_keys) - set(desired)
+        # rows placed by their Spotify features (no audio) are the similarity step's to keep or drop
+        by_features = {t.track_key for t in tracks.values() if t.audio_features} - set(desired)
+        remove = (set(state) | milvus_keys | fp_keys) - set(desired) - (by_features - set(state) - fp_keys)
         if remove:
             report.removed = len(remove & set(state)) or 0
             log.info("removing %d tracks whose audio or row is gone", len(remove))

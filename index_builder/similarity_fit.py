@@ -82,7 +82,9 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
         _fall_back(path, catalogue, store, descriptors, backbone_id, tag_names)
         return SimilarityFitResult("disabled")
     indexed = catalogue.indexed_state()
-    want = data_hash(indexed) + f"/{settings.similarity_method}/k{settings.similarity_dba_k}"
+    unheard = [t for t in catalogue.all_tracks() if t.audio_features and t.track_key not in indexed]
+    want = (data_hash(indexed) + f"/{settings.similarity_method}/k{settings.similarity_dba_k}/"
+            + _features_hash(unheard))
     if not force and catalogue.get_meta(DATA_META) == want and path.exists():
         try:
             enc = TrackEncoder.load(path)
@@ -120,13 +122,15 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
     catalogue.set_meta(MODEL_META, "")  # from here until the mark: vectors and model disagree
     scalars = track_scalars(descs, catalogue, tag_names)
     store.set_track_vectors([(d.track_key, v, sc) for d, v, sc in zip(descs, vecs, scalars)])
+    placed = place_unheard(store, catalogue, descs, vecs, unheard)
     store.flush()
     catalogue.set_meta(MODEL_META, enc.sha)
     catalogue.set_meta(DATA_META, want)
     secs = time.perf_counter() - t0
     log.info("similarity model fitted on %d tracks in %.1f s (%d components)", len(descs), secs, enc.n_components)
     return SimilarityFitResult("fitted", len(descs), secs, enc.sha,
-                               {"method": enc.meta["method"], "n_components": enc.n_components, "dba_k": cfg.dba_k})
+                               {"method": enc.meta["method"], "n_components": enc.n_components, "dba_k": cfg.dba_k,
+                                **placed})
 
 
 def _drop(path: Path, catalogue) -> bool:
@@ -154,3 +158,50 @@ def _fall_back(path: Path, catalogue, store, descriptors, backbone_id: str, tag_
     missing = len(indexed) - len(descs)
     if missing:
         log.warning("%d tracks have no stored fallback vector; rebuild with --rebuild to restore them", missing)
+
+
+def _features_hash(rows) -> str:
+    h = hashlib.sha256()
+    for t in sorted(rows, key=lambda t: t.track_key):
+        h.update(f"{t.track_key}:{sorted(t.audio_features.items())}:{t.genres};".encode())
+    return h.hexdigest()[:16]
+
+
+def place_unheard(store, catalogue, descs, vecs: np.ndarray, unheard) -> dict[str, Any]:
+    """Rows without audio: predicted from their Spotify features and genre (engine.feature_map).
+
+    Learned on the heard tracks that have features too; rows already in the tracks
+    collection that are neither heard nor placeable any more are removed.  Returns what
+    the build report says ({"unheard_placed": n} or {"unheard_skipped": reason}).
+    """
+    from engine.feature_map import fit_feature_mapping
+    from engine.filters import normalise_genre
+
+    heard = catalogue.get_many([d.track_key for d in descs])
+    feats = [heard[d.track_key].audio_features if d.track_key in heard else None for d in descs]
+    genres = [heard[d.track_key].genres if d.track_key in heard else [] for d in descs]
+    out: dict[str, Any] = {}
+    placed_keys: set[int] = set()
+    if unheard:
+        try:
+            mapping = fit_feature_mapping(feats, genres, vecs)
+        except ValueError as exc:
+            log.warning("%d catalogue rows without audio stay out of the answers: %s", len(unheard), exc)
+            out["unheard_skipped"] = str(exc)
+        else:
+            pred = mapping.predict([t.audio_features for t in unheard], [t.genres for t in unheard])
+            rows = [(t.track_key, v, {"genres": [normalise_genre(g) for g in t.genres],
+                                      "bpm": t.audio_features.get("tempo"),
+                                      "instrumental": t.audio_features.get("instrumentalness"),
+                                      "popularity": t.popularity}) for t, v in zip(unheard, pred)]
+            store.set_track_vectors(rows)
+            placed_keys = {t.track_key for t in unheard}
+            out.update(unheard_placed=len(rows), feature_columns=mapping.meta["columns"],
+                       feature_rows=mapping.meta["rows"])
+            log.info("placed %d rows without audio by their Spotify features (learned on %d tracks)",
+                     len(rows), mapping.meta["rows"])
+    stale = set(store.all_track_keys()) - {d.track_key for d in descs} - placed_keys
+    stale -= set(catalogue.indexed_state())
+    if stale:
+        store.delete_tracks(sorted(stale))
+    return out

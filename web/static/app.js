@@ -85,6 +85,8 @@
       ...(t.genres || []).slice(0, 3).map((g) => el("span", { class: "chip genre", text: g })),
       el("span", { class: "sim", title: `cosine ${t.similarity.toFixed(3)}` },
         el("i", {}, bar), el("span", { class: "similarity", text: matchLabel(t) })));
+    if (t.heard === false) meta.append(el("span", { class: "chip unheard", text: "not heard",
+                                                    title: "placed by its Spotify features; no audio was analysed" }));
     if (t.reason) meta.append(el("span", { class: "reason", text: t.reason }));
     const li = el("li", { class: "track", "data-track-id": t.track_id },
       el("span", { class: "name", text: t.name }),
