@@ -59,16 +59,10 @@ class TrackFilter:
         parts: list[str] = []
         if self.genres:
             parts.append(f"array_contains_any(genres, {json.dumps([normalise_genre(g) for g in self.genres])})")
-        if self.bpm_min is not None:
-            parts.append(f"bpm >= {float(self.bpm_min)}")
-        if self.bpm_max is not None:
-            parts.append(f"(bpm >= 0 and bpm <= {float(self.bpm_max)})")
+        parts += _range_expr("bpm", self.bpm_min, self.bpm_max, float)
         if self.instrumental:
             parts.append(f"instrumental >= {INSTRUMENTAL_MIN}")
-        if self.popularity_min is not None:
-            parts.append(f"popularity >= {int(self.popularity_min)}")
-        if self.popularity_max is not None:
-            parts.append(f"(popularity >= 0 and popularity <= {int(self.popularity_max)})")
+        parts += _range_expr("popularity", self.popularity_min, self.popularity_max, int)
         return " and ".join(parts)
 
     def describe(self) -> str:
@@ -101,6 +95,16 @@ def instrumental_score(tag_names, tags) -> float | None:
         return None
     vocal = max((p.get(t, 0.0) for t in VOCAL_TAGS), default=0.0)
     return p["instrumental"] / max(p["instrumental"] + vocal, 1e-6)
+
+
+def _range_expr(field: str, lo, hi, cast) -> list[str]:
+    """Milvus terms for ``lo <= field <= hi``; an upper bound leaves the unknown (-1) out too."""
+    out = []
+    if lo is not None:
+        out.append(f"{field} >= {cast(lo)}")
+    if hi is not None:
+        out.append(f"({field} >= 0 and {field} <= {cast(hi)})")
+    return out
 
 
 def _fmt(v: float | None, default: str) -> str:

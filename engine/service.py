@@ -244,10 +244,7 @@ class SynestheteService:
         """
         k = k or self.settings.top_k
         t0 = time.perf_counter()
-        track = self.catalogue.get(track_id)
-        if track is None:
-            raise TrackNotFoundError(f"no track with id {track_id!r}")
-        vecs = self._seed_vector(track)
+        track, vecs = self._seed(track_id)
         results = self._neighbours(vecs[track.track_key], k + offset, {track.track_key}, track, diverse,
                                    filters)[offset:]
         results = by_similarity_in_pages(results, k, lambda r: r.similarity)
@@ -262,10 +259,7 @@ class SynestheteService:
         """
         k = k or self.settings.top_k
         t0 = time.perf_counter()
-        track = self.catalogue.get(track_id)
-        if track is None:
-            raise TrackNotFoundError(f"no track with id {track_id!r}")
-        vecs = self._seed_vector(track)
+        track, vecs = self._seed(track_id)
         keys = [x for x in self.catalogue.keys_by_artist(track.artist) if x != track.track_key] if track.artist else []
         hits = self.store.search_tracks(vecs[track.track_key][None, :], k + offset, include=keys)[0] if keys else []
         tracks = self.catalogue.get_many([h.track_key for h in hits])
@@ -274,14 +268,17 @@ class SynestheteService:
         return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
                               self.model_id)
 
-    def _seed_vector(self, track: Track) -> dict[int, np.ndarray]:
-        """``{track_key: vector}`` of a catalogue track; ``TrackNotFoundError`` (one sentence) without one."""
+    def _seed(self, track_id: str) -> tuple[Track, dict[int, np.ndarray]]:
+        """A catalogue track and ``{track_key: vector}``; ``TrackNotFoundError`` (one sentence) without one."""
+        track = self.catalogue.get(track_id)
+        if track is None:
+            raise TrackNotFoundError(f"no track with id {track_id!r}")
         vecs = self.store.track_vectors([track.track_key])
         if track.track_key not in vecs:
             raise TrackNotFoundError(f"track {track.track_id!r} has no vector in the index", user_message=(
                 f"I know “{track.title}”, but I have nothing to compare it with: "
                 "the catalogue has no audio for it."))
-        return vecs
+        return track, vecs
 
     def search_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         """Catalogue tracks by name (title and artist), prefix + typo-tolerant, <= 25."""

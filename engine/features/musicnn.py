@@ -28,8 +28,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,21 +363,10 @@ def _file_sha256(path: Path) -> str:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write via a temp file in the same directory + ``os.replace``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """One atomic-write helper for the project (``engine.fileio``)."""
+    from engine.fileio import atomic_write
+
+    atomic_write(path, write)
 
 
 def musicnn_log_mel(mel: MelSpectrogram, audio: np.ndarray) -> torch.Tensor:
