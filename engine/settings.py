@@ -51,6 +51,10 @@ class Settings:
     #: Similarity model fitted on the catalogue at the end of every build (docs/quality.md):
     #: pooled (default) | lda | off (track vectors = the segment head's means).
     similarity_method: str = "pooled"
+    #: Supervised term of the similarity model from the catalogue's metadata: none | genre.
+    similarity_supervised: str = "none"
+    #: Weight of that term relative to the audio part of a track vector.
+    similarity_supervised_weight: float = 0.5
     #: Database-side augmentation of track vectors: neighbours averaged in (0 = off).
     similarity_dba_k: int = 0
     #: torch intra-op threads per worker (0 = torch default).

@@ -84,7 +84,7 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
     indexed = catalogue.indexed_state()
     unheard = [t for t in catalogue.all_tracks() if t.audio_features and t.track_key not in indexed]
     want = (data_hash(indexed) + f"/{settings.similarity_method}/k{settings.similarity_dba_k}/"
-            + _features_hash(unheard))
+            + f"{settings.similarity_supervised}{settings.similarity_supervised_weight:g}/" + _features_hash(unheard))
     if not force and catalogue.get_meta(DATA_META) == want and path.exists():
         try:
             enc = TrackEncoder.load(path)
@@ -97,14 +97,17 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
         _fall_back(path, catalogue, store, descriptors, backbone_id, tag_names)
         return SimilarityFitResult("too_small", len(descs))
     cfg = SimilarityConfig(method=settings.similarity_method, blocks=blocks, out_dim=store.dim,
-                           dba_k=settings.similarity_dba_k)
+                           dba_k=settings.similarity_dba_k, supervised=settings.similarity_supervised,
+                           supervised_weight=settings.similarity_supervised_weight)
     log.info("fitting the similarity model (%s) on %d tracks", cfg.method, len(descs))
     means, stds = np.stack([d.mean for d in descs]), np.stack([d.std for d in descs])
     try:
         if cfg.method == "lda":
             enc = fit_track_encoder([d.sample for d in descs], cfg)
         else:
-            enc = fit_from_stats(means, stds, cfg)
+            rows = catalogue.get_many([d.track_key for d in descs]) if cfg.supervised == "genre" else {}
+            labels = [(rows[d.track_key].genres[:1] or [""])[0] if d.track_key in rows else "" for d in descs]
+            enc = fit_from_stats(means, stds, cfg, labels if cfg.supervised == "genre" else None)
     except ValueError as exc:  # too uniform to fit: the head's vectors stay, about says so
         log.warning("no similarity model: %s", exc)
         _fall_back(path, catalogue, store, descriptors, backbone_id, tag_names)

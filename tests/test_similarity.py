@@ -167,3 +167,29 @@ def test_database_side_augmentation_pulls_groups_together():
     assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     assert _p_at_5(out, labels) >= _p_at_5(v, labels)
     np.testing.assert_array_equal(database_side_augmentation(v, 0), v.astype(np.float32))
+
+
+def test_genre_term_pulls_same_genre_tracks_together_and_is_off_by_default():
+    rng = np.random.default_rng(7)
+    # two genres differ along one weak direction, buried under strong track-to-track variation
+    direction = np.zeros(DIM)
+    direction[:2] = 1.0  # two of 80 dimensions carry the genre
+    segs, genre = [], []
+    for t in range(80):
+        g = t % 2
+        track = 3.0 * rng.normal(size=DIM) + (2.5 if g else -2.5) * direction
+        segs.append((track + rng.normal(size=(8, DIM))).astype(np.float32))
+        genre.append(["Rock", "Jazz"][g])
+    labels = np.asarray([0 if g == "Rock" else 1 for g in genre])
+    train, test = list(range(40)), list(range(40, 80))
+    plain = fit_track_encoder([segs[i] for i in train], SimilarityConfig(blocks=BLOCKS, out_dim=32))
+    sup = fit_track_encoder([segs[i] for i in train], SimilarityConfig(blocks=BLOCKS, out_dim=32,
+                                                                       supervised="genre", supervised_weight=1.0),
+                            [genre[i] for i in train])
+    assert plain.meta["supervised"] is None and sup.meta["supervised"]["genres"] == 2
+    p_plain = _p_at_5(plain.track_vectors([segs[i] for i in test]), labels[test])
+    p_sup = _p_at_5(sup.track_vectors([segs[i] for i in test]), labels[test])
+    assert p_sup > p_plain + 0.1, (p_sup, p_plain)
+    assert SimilarityConfig().supervised == "none"
+    with pytest.raises(ValueError, match="supervision"):
+        SimilarityConfig(supervised="artist")
