@@ -1,8 +1,8 @@
 """Filters on the answers: genre(s), tempo range, instrumental only, popularity range (issue 14).
 
 Applied *inside* the vector search as a Milvus boolean expression on the tracks
-collection's scalar fields (``genres`` ARRAY<VARCHAR>, ``bpm``, ``instrumental``,
-``popularity``), not after it, so five answers still come back whenever five tracks
+collection's scalar fields (``genre0..3``: hashes of the track's genres, ``bpm``,
+``instrumental``, ``popularity``), not after it, so five answers still come back whenever five tracks
 pass.  One parser and one validator for every surface (CLI flags, JSON API query
 parameters, bot options), so a range means the same thing everywhere.
 
@@ -12,7 +12,6 @@ without popularity): a range filter leaves them out, since it cannot vouch for t
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -58,7 +57,10 @@ class TrackFilter:
         """The Milvus boolean expression ('' when no filter is set)."""
         parts: list[str] = []
         if self.genres:
-            parts.append(f"array_contains_any(genres, {json.dumps([normalise_genre(g) for g in self.genres])})")
+            from .store import GENRE_SLOTS
+
+            wanted = sorted({genre_hash(g) for g in self.genres} - {0})
+            parts.append("(" + " or ".join(f"genre{i} in {wanted}" for i in range(GENRE_SLOTS)) + ")")
         parts += _range_expr("bpm", self.bpm_min, self.bpm_max, float)
         if self.instrumental:
             parts.append(f"instrumental >= {INSTRUMENTAL_MIN}")
@@ -111,9 +113,22 @@ def _fmt(v: float | None, default: str) -> str:
     return default if v is None else f"{v:g}"
 
 
+def genre_hash(g: str) -> int:
+    """A genre as a positive 63-bit integer (blake2b of its normalised name); 0 for no name."""
+    import hashlib
+
+    name = normalise_genre(g)
+    if not name:
+        return 0
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") & ((1 << 63) - 1) or 1
+
+
 def normalise_genre(g: str) -> str:
-    """How genres are stored and compared: trimmed, lower case, at most 64 characters."""
-    return " ".join(str(g).split()).lower()[:64]
+    """How genres are stored and compared: trimmed, lower case, at most 64 characters, and
+    without the characters the stored form and LIKE give a meaning to (``|``, ``%``, ``_``, quotes,
+    backslash), so a genre can neither match another nor escape the expression."""
+    g = re.sub(r'[|%_"\\\']', " ", str(g))
+    return " ".join(g.split()).lower()[:64]
 
 
 def parse_range(text: str | None, what: str) -> tuple[float | None, float | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import BadFilterError
-from engine.filters import TrackFilter, instrumental_score, make_filter, parse_range
+from engine.filters import TrackFilter, genre_hash, instrumental_score, make_filter, parse_range
 
 
 @pytest.mark.parametrize(("text", "want"), [
@@ -35,15 +35,24 @@ def test_contradictory_and_out_of_range_filters_are_refused():
 def test_expression_and_description():
     f = make_filter("Rock, Jazz ", "100-130", True, "20-")
     assert f.active
-    assert f.to_expr() == ('array_contains_any(genres, ["rock", "jazz"]) and bpm >= 100.0 and '
-                           '(bpm >= 0 and bpm <= 130.0) and instrumental >= 0.5 and popularity >= 20')
+    rock, jazz = sorted([genre_hash("rock"), genre_hash("JAZZ ")])
+    genres = " or ".join(f"genre{i} in [{rock}, {jazz}]" for i in range(4))
+    assert f.to_expr() == (f"({genres}) and bpm >= 100.0 and "
+                           "(bpm >= 0 and bpm <= 130.0) and instrumental >= 0.5 and popularity >= 20")
     assert f.describe() == "genre Rock or Jazz · 100-130 BPM · instrumental · popularity 20-100"
     assert not TrackFilter().active and TrackFilter().to_expr() == ""
 
 
-def test_genre_text_cannot_break_out_of_the_expression():
-    f = make_filter('rock"] or track_key > 0 or ["x')
-    assert f.to_expr() == 'array_contains_any(genres, ["rock\\"] or track_key > 0 or [\\"x"])'
+def test_genre_text_cannot_reach_the_expression():
+    f = make_filter('rock" or track_key > 0 or "x')
+    assert f.to_expr() == "(" + " or ".join(f"genre{i} in [{genre_hash(f.genres[0])}]" for i in range(4)) + ")"
+    from engine.store import genre_slots
+
+    slots = genre_slots(["Rock", "rock ", "Jazz", "", "Pop", "Blues", "Soul"])
+    assert slots == {"genre0": genre_hash("rock"), "genre1": genre_hash("jazz"), "genre2": genre_hash("pop"),
+                     "genre3": genre_hash("blues")}
+    assert genre_slots([]) == {f"genre{i}": 0 for i in range(4)}
+    assert genre_hash("") == 0 and genre_hash("Hip-Hop") == genre_hash(" hip-hop ")
 
 
 def test_instrumental_score():

@@ -58,7 +58,9 @@ def test_fits_writes_vectors_and_filter_fields_then_is_unchanged(world):
     key = tracks[3].track_key
     want = enc.vectors_from_stats(items[3].mean[None], items[3].std[None])[0]
     np.testing.assert_allclose(store.track_vectors([key])[key], want, atol=1e-5)
-    hits = store.search_tracks(want[None], 5, expr='array_contains_any(genres, ["rock"]) and bpm >= 100')[0]
+    from engine.filters import make_filter
+
+    hits = store.search_tracks(want[None], 5, expr=make_filter("rock", "100-").to_expr())[0]
     assert len(hits) == 5 and all(int(h.track_key) in {t.track_key for t in tracks if "Rock" in t.genres}
                                   for h in hits)
     again = refit_similarity(settings, store, cat, desc, "test-backbone:1", BLOCKS, ())
