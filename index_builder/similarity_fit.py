@@ -103,7 +103,10 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
     means, stds = np.stack([d.mean for d in descs]), np.stack([d.std for d in descs])
     try:
         if cfg.method == "lda":
-            enc = fit_track_encoder([d.sample for d in descs], cfg)
+            if any(len(d.sample) == 0 for d in descs):
+                log.warning("some tracks were described without a segment sample (built with another method); "
+                            "their mean stands in for it: run `synesthete-index build --rebuild` for a full LDA fit")
+            enc = fit_track_encoder([d.sample if len(d.sample) else d.mean[None, :] for d in descs], cfg)
         else:
             rows = catalogue.get_many([d.track_key for d in descs]) if cfg.supervised == "genre" else {}
             labels = [(rows[d.track_key].genres[:1] or [""])[0] if d.track_key in rows else "" for d in descs]

@@ -118,15 +118,16 @@ def process_file(track_key: int, path: str, hop_s: float) -> WorkResult:
     except OSError as exc:  # unreadable file, permission denied
         return WorkResult(track_key, False, kind="io", reason="I couldn't read that file.", detail=str(exc))
     from engine.analysis import rhythm_and_key
-    from engine.descriptors import summarise
+    from engine.descriptors import SAMPLE_SEGMENTS, summarise
 
     t1 = time.perf_counter()
     emb = embedder.embed(decoded.samples, hop_s)
-    rk = rhythm_and_key(decoded.samples, decoded.sample_rate)  # for the reasons shown with answers
+    rk = rhythm_and_key(middle(decoded.samples, decoded.sample_rate, TEMPO_KEY_S), decoded.sample_rate)
     t2 = time.perf_counter()
     res = WorkResult(track_key, True, seconds=decoded.duration_s, segments=emb.segments, times=emb.times,
                      track_vector=emb.track, decode_s=t1 - t0, embed_s=t2 - t1,
-                     descriptor=summarise(track_key, emb.features, emb.tags, rk.bpm, rk.key, emb.track)
+                     descriptor=summarise(track_key, emb.features, emb.tags, rk.bpm, rk.key, emb.track,
+                                          SAMPLE_SEGMENTS if settings.similarity_method == "lda" else 0)
                      if emb.features is not None else None)
     extract = _state.get("landmarks")
     if extract is not None:
@@ -136,6 +137,20 @@ def process_file(track_key: int, path: str, hop_s: float) -> WorkResult:
         res.samples, res.sample_rate = decoded.samples, decoded.sample_rate
     res.fp_s = time.perf_counter() - t2
     return res
+
+
+#: tempo and key of a catalogue track are estimated on this much of its middle (s):
+#: enough for both, and a fixed cost whatever the track's length
+TEMPO_KEY_S = 60.0
+
+
+def middle(samples: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
+    """The central ``seconds`` of ``samples`` (all of it when shorter)."""
+    n = int(seconds * sample_rate)
+    if len(samples) <= n:
+        return samples
+    a = (len(samples) - n) // 2
+    return samples[a:a + n]
 
 
 def pid() -> int:
