@@ -24,7 +24,7 @@ def test_summarise_and_round_trip(tmp_path):
     np.testing.assert_allclose(got[7].sample, f[np.unique(np.linspace(0, 99, SAMPLE_SEGMENTS).round().astype(int))],
                                atol=1e-2)  # float16 on disk
     assert got[7].bpm == 120.5 and got[7].key == "A minor" and got[8].sample.shape == (0, 12)
-    assert store.traits("bb:1", [7, 9]) .keys() == {7}
+    assert store.traits("bb:1", [7, 9]).keys() == {7}
     assert store.keys("other:1") == set()
     store.delete([7])
     assert store.keys("bb:1") == {8}
