@@ -271,10 +271,9 @@ class SynestheteBot(commands.Bot):
         t0 = time.perf_counter()
         if same_artist:
             rec = await self.service.amore_by_artist(track_id, self.settings.top_k)
-        elif filters is not None and filters.active:
-            rec = await self.service.asimilar_to(track_id, self.settings.top_k, filters=filters)
         else:
-            rec = await self.service.asimilar_to(track_id, self.settings.top_k)
+            rec = await self.service.asimilar_to(track_id, self.settings.top_k,
+                                                 filters=filters if filters is not None and filters.active else None)
         answer = Answer.from_recommendation(rec, answer_id=rid, flow=flow, query=query,
                                             page_size=self.settings.top_k, seconds=time.perf_counter() - t0, **who)
         await self.record(answer)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import discord
 from discord.utils import escape_markdown
 
-from engine.reasons import match_label
 from engine.service import ScoredTrack
 
 from .answers import Answer
@@ -33,7 +32,7 @@ def track_line(rank: int, r: ScoredTrack) -> str:
     genre = ", ".join(track.genres[:2])
     parts = [f"`{rank:>2}.` [{_md(track.name, 80)}]({track.link})", f"— {_md(track.artist, 60)}" if track.artist else ""]
     tail = " · ".join(x for x in (_md(genre, 40) if genre else "",
-                                  f"**{match_label(r.match, r.match_percentile, r.similarity)}**") if x)
+                                  f"**{r.match_text}**") if x)
     line = " ".join(p for p in parts if p) + " · " + tail
     return line + (f"\n      ↳ {_md(r.reason, 120)}" if r.reason else "")
 

@@ -39,7 +39,7 @@ def _print_recommendation(rec, out=None) -> None:
         print("  (no similar tracks in the catalogue yet)", file=out)
     for i, r in enumerate(rec.results, 1):
         genres = ", ".join(r.track.genres) or "-"
-        print(f"{i}. {r.track.title}  [{genres}]  {match_label(r.match, r.match_percentile, r.similarity)}",
+        print(f"{i}. {r.track.title}  [{genres}]  {r.match_text}",
               file=out)
         if r.reason:
             print(f"   {r.reason}", file=out)
@@ -53,12 +53,6 @@ def _filters(args):
     from .filters import make_filter
 
     return make_filter(args.genre, args.bpm, args.instrumental, args.popularity)
-
-
-def match_label(match, percentile, cosine) -> str:
-    from .reasons import match_label as label
-
-    return label(match, percentile, cosine)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,10 +3,10 @@
 Two kinds of vector come out of one backbone pass:
 - per-segment vectors (one per ``patch_seconds`` window, at a hop) to recognise the
   recorded song itself by time-consistent voting;
-- the backbone features of every segment, from which the similarity model
-  (``engine.similarity``) makes the track vector that answers "what sounds like this";
-  the renormalised mean of the segment vectors is kept as the fallback track vector of
-  a catalogue too small to fit that model.
+- the backbone's similarity descriptors of every segment, from which the similarity
+  model (``engine.similarity``) makes the track vector that answers "what sounds like
+  this"; the renormalised mean of the segment vectors is the fallback track vector when
+  no such model can be fitted (``index_builder.similarity_fit``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Embedding:
     times: np.ndarray  # (n,) float32 seconds, start of each segment
     track: np.ndarray  # (D,) float32, L2-normalised mean of the segment vectors (identification space)
     #: (n, d) the backbone's similarity descriptor of each segment
-    #: (``Backbone.features_and_descriptors``): what ``engine.similarity`` turns into a track vector
+    #: (``Backbone.analyse``): what ``engine.similarity`` turns into a track vector
     features: np.ndarray | None = None
     #: (n_tags,) mean tag probabilities over the segments (musicnn), or None
     tags: np.ndarray | None = None
@@ -77,11 +77,6 @@ class Embedder:
         from .store import TRACKS_SCHEMA_VERSION
 
         return f"{self.backbone.model_id}+head:{self.head.sha}+fp{LANDMARK_VERSION}+t{TRACKS_SCHEMA_VERSION}"
-
-    def features(self, samples: np.ndarray, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
-        feats = self.backbone.features(samples, hop_s)
-        times = (np.arange(len(feats)) * hop_s).astype(np.float32)
-        return feats, times
 
     def embed_features(self, feats: np.ndarray, times: np.ndarray, descriptors: np.ndarray | None = None,
                        tags: np.ndarray | None = None) -> Embedding:

@@ -53,7 +53,14 @@ class ScoredTrack:
     def to_dict(self) -> dict:
         return {**self.track.to_dict(), "similarity": round(float(self.similarity), 4), "match": self.match,
                 "match_percentile": None if self.match_percentile is None else round(self.match_percentile, 1),
-                "reason": self.reason, "heard": self.heard}
+                "match_text": self.match_text, "reason": self.reason, "heard": self.heard}
+
+    @property
+    def match_text(self) -> str:
+        """What every surface shows for the match (``engine.reasons.match_label``)."""
+        from .reasons import match_label
+
+        return match_label(self.match, self.match_percentile, self.similarity)
 
 
 @dataclass
@@ -370,7 +377,7 @@ class SynestheteService:
         from .reasons import Traits, explain
 
         try:
-            known = self._traits([r.track.track_key for r in results] + ([seed.track_key] if seed else []))
+            known = self._traits([r.track for r in results] + ([seed] if seed else []))
             if seed is not None:
                 seed_traits = known.get(seed.track_key) or Traits(
                     bpm=(seed.audio_features or {}).get("tempo"), genres=tuple(seed.genres))
@@ -396,17 +403,17 @@ class SynestheteService:
         except Exception:  # noqa: BLE001 - a reason is a courtesy; the answer stands without it
             log.warning("could not explain the answers", exc_info=True)
 
-    def _traits(self, keys: list[int]) -> dict[int, Any]:
+    def _traits(self, tracks: list[Track]) -> dict[int, Any]:
+        """``{track_key: Traits}`` of the tracks the descriptors know (heard tracks only)."""
         from .descriptors import backbone_key
         from .reasons import Traits
 
         if self.descriptors is None:
             return {}
-        rows = self.descriptors.traits(backbone_key(self.model_id), keys)
-        tracks = self.catalogue.get_many(keys)
+        by_key = {t.track_key: t for t in tracks}
+        rows = self.descriptors.traits(backbone_key(self.model_id), by_key)
         names = self.embedder.backbone.tag_names
-        return {k: Traits.from_arrays(names, tags, bpm, key, tracks[k].genres if k in tracks else ())
-                for k, (tags, bpm, key) in rows.items()}
+        return {k: Traits.from_arrays(names, tags, bpm, key, by_key[k].genres) for k, (tags, bpm, key) in rows.items()}
 
     def _neighbours(self, vector: np.ndarray, k: int, exclude: set[int], seed: Track | None,
                     diverse: bool = True, filters: TrackFilter | None = None) -> list[ScoredTrack]:
@@ -451,9 +458,9 @@ def load_similarity(settings: Settings, catalogue: CatalogueDB):
     query's, and every answer wrong.
     """
     from .errors import ModelError
-    from .similarity import TrackEncoder
+    from .similarity import MODEL_META, TrackEncoder
 
-    want = catalogue.get_meta("similarity_model") or ""
+    want = catalogue.get_meta(MODEL_META) or ""
     if not want:
         return None
     path = settings.similarity_model_path

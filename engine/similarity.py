@@ -52,6 +52,9 @@ from .errors import ModelError
 log = logging.getLogger(__name__)
 
 SIMILARITY_FORMAT_VERSION = 2
+#: catalogue meta key: the id (``TrackEncoder.sha``) of the model the track vectors come from;
+#: written by the index builder, checked by every query process
+MODEL_META = "similarity_model"
 METHODS = ("pooled", "lda")
 #: fewer tracks than this: no LDA (it would learn the catalogue, not similarity); the PCA instead
 MIN_TRACKS = 20

@@ -1,10 +1,11 @@
 """The build's last step: fit the similarity model on the catalogue and rewrite the track vectors.
 
 Why in the build and not a separate command: a new user must never meet an
-untrained similarity (issue 13).  The model (``engine.similarity``, a track-level
-LDA) needs no labels and costs seconds on the descriptors the backbone pass already
-left behind (``engine.descriptors``), so every build that changed the set of indexed
-tracks refits it and rewrites every track vector from the same model.
+untrained similarity (issue 13).  The model (``engine.similarity``: pooled statistics +
+PCA by default) needs no labels and costs seconds on the descriptors the backbone pass
+already left behind (``engine.descriptors``), so every build that changed the set of
+indexed tracks refits it and rewrites every track vector from the same model, and
+places the catalogue rows without audio (:func:`place_unheard`).
 
 Crash safety: the model file is written atomically, then the vectors, then the
 catalogue's ``similarity_model`` mark.  A crash in between leaves a mark that does
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from engine.similarity import MODEL_META  # the key every query process checks
+
 log = logging.getLogger(__name__)
 
-MODEL_META = "similarity_model"  # catalogue meta: sha of the model the track vectors come from
 DATA_META = "similarity_data"  # catalogue meta: hash of the indexed set the model was fitted on
 
 
@@ -45,12 +47,11 @@ def data_hash(indexed: dict[int, tuple[str, str]]) -> str:
     return h.hexdigest()[:16]
 
 
-def track_scalars(descs, catalogue, tag_names) -> list[dict]:
+def track_scalars(descs, tracks: dict, tag_names) -> list[dict]:
     """The filter fields of each described track (engine.filters): catalogue genres and
-    popularity, tempo and instrumental score from the audio."""
+    popularity (``tracks``: their catalogue rows by key), tempo and instrumental score from the audio."""
     from engine.filters import instrumental_score, normalise_genre
 
-    tracks = catalogue.get_many([d.track_key for d in descs])
     out = []
     for d in descs:
         t = tracks.get(d.track_key)
@@ -67,10 +68,11 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
 
     ``blocks``: the backbone's descriptor layout (``Backbone.descriptor_layout``);
     ``tag_names``: its tags (for the instrumental filter field).
-    Does nothing when the indexed set is unchanged since the last fit (and the model
-    file is there).  Below ``engine.similarity.MIN_TRACKS`` tracks the model is a PCA
-    rotation of the pretrained features instead of the LDA (``about`` says which); with
-    fewer than two tracks there is no model and track vectors stay the segment head's means.
+    Does nothing when the indexed set and the rows without audio are unchanged since the
+    last fit (and the model file is there).  Below ``engine.similarity.MIN_TRACKS`` tracks
+    the model is not called trained (``about`` says so); with fewer than two tracks, too
+    uniform a catalogue or the method off there is no model and every track vector goes
+    back to the identification head's mean (:func:`_fall_back`).
     """
     import time
 
@@ -101,6 +103,7 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
                            supervised_weight=settings.similarity_supervised_weight)
     log.info("fitting the similarity model (%s) on %d tracks", cfg.method, len(descs))
     means, stds = np.stack([d.mean for d in descs]), np.stack([d.std for d in descs])
+    heard = catalogue.get_many([d.track_key for d in descs])
     try:
         if cfg.method == "lda":
             if any(len(d.sample) == 0 for d in descs):
@@ -108,8 +111,7 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
                             "their mean stands in for it: run `synesthete-index build --rebuild` for a full LDA fit")
             enc = fit_track_encoder([d.sample if len(d.sample) else d.mean[None, :] for d in descs], cfg)
         else:
-            rows = catalogue.get_many([d.track_key for d in descs]) if cfg.supervised == "genre" else {}
-            labels = [(rows[d.track_key].genres[:1] or [""])[0] if d.track_key in rows else "" for d in descs]
+            labels = [(heard[d.track_key].genres[:1] or [""])[0] if d.track_key in heard else "" for d in descs]
             enc = fit_from_stats(means, stds, cfg, labels if cfg.supervised == "genre" else None)
     except ValueError as exc:  # too uniform to fit: the head's vectors stay, about says so
         log.warning("no similarity model: %s", exc)
@@ -126,9 +128,9 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
     enc.meta["match_scale"] = MatchScale.fit(vecs).to_list()  # calibrated on this catalogue's pairs
     enc.save(path)
     catalogue.set_meta(MODEL_META, "")  # from here until the mark: vectors and model disagree
-    scalars = track_scalars(descs, catalogue, tag_names)
+    scalars = track_scalars(descs, heard, tag_names)
     store.set_track_vectors([(d.track_key, v, sc) for d, v, sc in zip(descs, vecs, scalars)])
-    placed = place_unheard(store, catalogue, descs, vecs, unheard)
+    placed = place_unheard(store, heard, set(indexed), descs, vecs, unheard)
     store.flush()
     catalogue.set_meta(MODEL_META, enc.sha)
     catalogue.set_meta(DATA_META, want)
@@ -158,7 +160,7 @@ def _fall_back(path: Path, catalogue, store, descriptors, backbone_id: str, tag_
     _drop(path, catalogue)
     indexed = catalogue.indexed_state()
     descs = [d for d in descriptors.iter(backbone_id) if d.track_key in indexed and d.head_vector is not None]
-    scalars = track_scalars(descs, catalogue, tag_names)
+    scalars = track_scalars(descs, catalogue.get_many([d.track_key for d in descs]), tag_names)
     store.set_track_vectors([(d.track_key, d.head_vector, sc) for d, sc in zip(descs, scalars)])
     store.flush()
     missing = len(indexed) - len(descs)
@@ -173,17 +175,17 @@ def _features_hash(rows) -> str:
     return h.hexdigest()[:16]
 
 
-def place_unheard(store, catalogue, descs, vecs: np.ndarray, unheard) -> dict[str, Any]:
+def place_unheard(store, heard: dict, indexed: set[int], descs, vecs: np.ndarray, unheard) -> dict[str, Any]:
     """Rows without audio: predicted from their Spotify features and genre (engine.feature_map).
 
-    Learned on the heard tracks that have features too; rows already in the tracks
-    collection that are neither heard nor placeable any more are removed.  Returns what
-    the build report says ({"unheard_placed": n} or {"unheard_skipped": reason}).
+    Learned on the heard tracks (``heard``: their catalogue rows by key; ``vecs``: their
+    track vectors, in ``descs`` order) that have features too; rows in the tracks collection
+    that are neither indexed nor placeable any more are removed.  Returns what the build
+    report says ({"unheard_placed": n} or {"unheard_skipped": reason}).
     """
     from engine.feature_map import fit_feature_mapping
     from engine.filters import normalise_genre
 
-    heard = catalogue.get_many([d.track_key for d in descs])
     feats = [heard[d.track_key].audio_features if d.track_key in heard else None for d in descs]
     genres = [heard[d.track_key].genres if d.track_key in heard else [] for d in descs]
     out: dict[str, Any] = {}
@@ -206,8 +208,7 @@ def place_unheard(store, catalogue, descs, vecs: np.ndarray, unheard) -> dict[st
                        feature_rows=mapping.meta["rows"])
             log.info("placed %d rows without audio by their Spotify features (learned on %d tracks)",
                      len(rows), mapping.meta["rows"])
-    stale = set(store.all_track_keys()) - {d.track_key for d in descs} - placed_keys
-    stale -= set(catalogue.indexed_state())
+    stale = set(store.all_track_keys()) - indexed - placed_keys
     if stale:
         store.delete_tracks(sorted(stale))
     return out

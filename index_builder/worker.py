@@ -33,7 +33,8 @@ class WorkResult:
     segments: np.ndarray | None = None
     times: np.ndarray | None = None
     track_vector: np.ndarray | None = None
-    #: mean + sample of the backbone features, for fitting the similarity model (engine.descriptors)
+    #: mean, spread (and for the LDA a sample) of the similarity descriptors, tags, tempo, key and
+    #: the head's mean vector: what the similarity step needs (engine.descriptors)
     descriptor: Any = None
     #: landmarks (hash, frame) computed here so the main process only inserts;
     #: None when the fingerprint module offers no extractor (main then fingerprints)

@@ -65,15 +65,6 @@
 
   const isSpotifyTrack = (link) => /^https:\/\/open\.spotify\.com\/track\/[0-9A-Za-z]{22}$/.test(link || "");
 
-  // the calibrated match (1-5, where the pair ranks among all pairs of the catalogue); the raw
-  // cosine only when the index has no match scale
-  function matchLabel(t) {
-    if (t.match == null || t.match_percentile == null) return `${Math.round(t.similarity * 100)}% similar`;
-    const names = { 5: "very close match", 4: "close match", 3: "good match", 2: "some likeness", 1: "loose match" };
-    const top = Math.max(0.1, 100 - t.match_percentile);
-    return `${names[t.match]} (top ${top >= 1 ? top.toFixed(0) : top.toFixed(1)}%)`;
-  }
-
   function trackItem(t) {
     const pct = t.match != null ? t.match * 20 : Math.max(0, Math.min(100, Math.round(t.similarity * 100)));
     const bar = el("b");
@@ -84,7 +75,7 @@
     const meta = el("span", { class: "meta" },
       ...(t.genres || []).slice(0, 3).map((g) => el("span", { class: "chip genre", text: g })),
       el("span", { class: "sim", title: `cosine ${t.similarity.toFixed(3)}` },
-        el("i", {}, bar), el("span", { class: "similarity", text: matchLabel(t) })));
+        el("i", {}, bar), el("span", { class: "similarity", text: t.match_text })));
     if (t.heard === false) meta.append(el("span", { class: "chip unheard", text: "not heard",
                                                     title: "placed by its Spotify features; no audio was analysed" }));
     if (t.reason) meta.append(el("span", { class: "reason", text: t.reason }));
