@@ -34,7 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.catalogue import CatalogueDB, SearchHit, Track, dedup_key, fold, read_kaggle_csv
+from engine.catalogue import CatalogueDB, SearchHit, Track, dedup_key, fold
+from index_builder.ingest import read_kaggle_csv
 
 OUT = Path("/work/data/scale")
 

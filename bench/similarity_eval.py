@@ -33,7 +33,7 @@ from engine.similarity import (  # noqa: E402
     database_side_augmentation,
     fit_track_encoder,
 )
-from index_builder.evaluate import similarity_report  # noqa: E402
+from index_builder.evaluation.metrics import similarity_report  # noqa: E402
 
 
 def load(corpus: Path, feats_dir: Path) -> tuple[list[str], list[str], list[set[str]], list[dict]]:
@@ -70,7 +70,7 @@ def contrastive_vectors(segs: list[np.ndarray], train: list[int], epochs: int = 
 
     COLA/CLMR-style positives: two means of ``views`` random segments of one track
     (Saeed et al. 2021; Spijkervet & Burgoyne 2021), InfoNCE against the batch's other
-    tracks, plus the relational distillation term of ``index_builder.train`` toward the
+    tracks, plus the relational distillation term of ``index_builder.training.losses`` toward the
     standardised pretrained neighbourhoods (the regulariser the issue asks for).
     Returns unit vectors of every track (train and held out) from the trained head.
     """
@@ -78,7 +78,7 @@ def contrastive_vectors(segs: list[np.ndarray], train: list[int], epochs: int = 
     from torch import nn
     from torch.nn import functional as F
 
-    from index_builder.train import info_nce, relational_kd
+    from index_builder.training.losses import info_nce, relational_kd
 
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)

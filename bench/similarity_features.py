@@ -6,7 +6,7 @@ Writes ``<out>/<track_id>.npz`` with, per dataset (``msd_``/``mtt_``), the music
 ``mean_pool`` (n, 753), ``max_pool`` (n, 753), ``penultimate`` (n, 200) and ``logits`` (n, 50)
 of every 3-s patch on the catalogue grid (hop = ``SYNESTHETE_SEGMENT_HOP_S``), plus the
 MFCC + chroma + contrast statistics of the whole track (the baseline of
-``index_builder.evaluate``).  ``bench/similarity_eval.py`` reads these files.  Tracks
+``index_builder.evaluation.baseline``).  ``bench/similarity_eval.py`` reads these files.  Tracks
 already written are skipped, so the script can be stopped and restarted; ``--shard i/n``
 splits the work between processes.  Nothing it writes belongs in the repository.
 """
@@ -74,7 +74,7 @@ def main() -> int:
     from engine.audio import decode, limits_from_settings
     from engine.features.musicnn import MusicnnBackbone
     from engine.settings import Settings
-    from index_builder.evaluate import mfcc_stats
+    from index_builder.evaluation.baseline import mfcc_stats
 
     settings = Settings.from_env()
     limits = limits_from_settings(settings, for_catalogue=True)

@@ -8,7 +8,8 @@ cooldown, per-guild cap, metrics, one friendly sentence on failure) and the
 engine calls that build an :class:`~bot.answers.Answer`.
 
 The engine is blocking; this module only ever calls its ``a*`` coroutines (and
-``about`` in a thread), so the event loop is never held by CPU work.
+``about`` in a thread), so the event loop is never held by CPU work.  What the
+bot may call is the front-end contract :class:`engine.api.SynestheteAPI`.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from engine.api import SynestheteAPI
 from engine.errors import SynestheteError, TrackNotFoundError
-from engine.service import SynestheteService
+from engine.fileio import atomic_write_text
 from engine.settings import Settings
 
 from .answers import AUDIO_PAGES, Answer
-from .download import MAX_ATTACHMENT_CEILING, check_size, download, effective_limit
+from .download import check_size, download, effective_limit
 from .embeds import error_text
 from .errors import NothingMoreError
 from .feedback import FeedbackStore
@@ -42,28 +44,12 @@ from .utils.ratelimit import GuildSlots, UserCooldowns
 
 log = logging.getLogger(__name__)
 
-WATCH_MODES = ("all", "allowlist", "mention")
-SYNC_MODES = ("auto", "always", "never")
 EXTENSIONS = ("bot.cogs.listen", "bot.cogs.search", "bot.cogs.info")
 
 
 def check_bot_settings(settings: Settings) -> None:
-    """Refuse a bot configuration that cannot work, naming the setting (ValueError)."""
-    if settings.bot_watch_mode not in WATCH_MODES:
-        raise ValueError(f"SYNESTHETE_BOT_WATCH_MODE={settings.bot_watch_mode!r}: use one of {', '.join(WATCH_MODES)}")
-    if settings.bot_sync_commands not in SYNC_MODES:
-        raise ValueError(f"SYNESTHETE_BOT_SYNC_COMMANDS={settings.bot_sync_commands!r}: use one of {', '.join(SYNC_MODES)}")
-    if not 1 <= settings.bot_max_attachment_bytes <= MAX_ATTACHMENT_CEILING:
-        raise ValueError(f"SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES={settings.bot_max_attachment_bytes}: "
-                         f"must be between 1 and {MAX_ATTACHMENT_CEILING} (100 MiB)")
-    if settings.bot_max_attachments < 1:
-        raise ValueError("SYNESTHETE_BOT_MAX_ATTACHMENTS must be at least 1")
-    try:
-        allowed = settings.bot_allowed_channels
-    except ValueError as exc:
-        raise ValueError(f"SYNESTHETE_BOT_ALLOWED_CHANNEL_IDS={settings.bot_allowed_channel_ids!r}: "
-                         "comma-separated channel ids expected") from exc
-    if settings.bot_watch_mode == "allowlist" and not allowed:
+    """Warn of a bot configuration that works but will surprise (values are validated by Settings)."""
+    if settings.bot_watch_mode == "allowlist" and not settings.bot_allowed_channels:
         log.warning("watch mode is allowlist but SYNESTHETE_BOT_ALLOWED_CHANNEL_IDS is empty: "
                     "only DMs and mentions will be answered")
 
@@ -109,7 +95,7 @@ class Tree(app_commands.CommandTree):
 
 
 class SynestheteBot(commands.Bot):
-    def __init__(self, settings: Settings, service: SynestheteService, *, intents: discord.Intents | None = None,
+    def __init__(self, settings: Settings, service: SynestheteAPI, *, intents: discord.Intents | None = None,
                  **kw: Any) -> None:
         check_bot_settings(settings)
         super().__init__(
@@ -165,7 +151,7 @@ class SynestheteBot(commands.Bot):
     def health(self) -> dict:
         ready = self.is_ready() if self.ws is not None else False
         return {"ok": bool(ready and not self.is_closed()), "discord_ready": bool(ready),
-                "in_flight": self.metrics.in_flight, "model_id": self.service.model_id}
+                "in_flight": self.metrics.in_flight_now, "model_id": self.service.model_id}
 
     def command_signature(self) -> str:
         payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands()), key=lambda d: (d.get("type", 1),
@@ -193,8 +179,7 @@ class SynestheteBot(commands.Bot):
             log.info("slash commands unchanged since the last global sync; not syncing")
             return "unchanged"
         synced = await self.tree.sync()
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(sig)
+        atomic_write_text(marker, sig)
         log.info("synced %d commands globally (they can take up to an hour to appear)", len(synced))
         return "global"
 
@@ -217,11 +202,8 @@ class SynestheteBot(commands.Bot):
             acquired = True
             if cooldown and user_id is not None:
                 self.cooldowns.hit(user_id)
-            self.metrics.in_flight += 1
-            try:
+            with self.metrics.in_flight.track_inprogress():
                 value = await work(rid)
-            finally:
-                self.metrics.in_flight -= 1
             self.metrics.observe(flow, "ok", time.perf_counter() - t0)
             log.info("request %s flow=%s user=%s guild=%s ok in %.2fs", rid, flow, user_id, guild_id,
                      time.perf_counter() - t0)
@@ -320,6 +302,6 @@ class SynestheteBot(commands.Bot):
             log.warning("could not store answer %s for feedback", answer.answer_id, exc_info=True)
 
     async def vote(self, answer_id: str, user_id: int, vote: int) -> None:
-        self.metrics.feedback["up" if vote > 0 else "down"] += 1
+        self.metrics.vote(vote > 0)
         if self.feedback is not None:
             await asyncio.to_thread(self.feedback.vote, answer_id, user_id, vote)

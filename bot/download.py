@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from engine.catalogue import AUDIO_EXTENSIONS
+from engine.settings import BOT_MAX_ATTACHMENT_CEILING
 
 from .errors import AttachmentTooLargeError, DownloadError, DownloadTimeoutError
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 #: Hard ceiling for the bot's attachment limit (Discord Nitro uploads are up to 500 MiB;
 #: we never want more than this in memory for one query).
-MAX_ATTACHMENT_CEILING = 100 * 1024 * 1024
+MAX_ATTACHMENT_CEILING = BOT_MAX_ATTACHMENT_CEILING  # the one ceiling, defined with the settings
 CHUNK = 64 * 1024
 
 _AUDIO_VIDEO_TYPES = ("video/mp4", "video/webm", "video/ogg", "video/quicktime", "application/ogg")

@@ -11,6 +11,7 @@ Export: ``synesthete-bot export-feedback out.csv`` (or ``.json``).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sqlite3
 import threading
@@ -18,6 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from engine.fileio import atomic_write_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -119,17 +122,18 @@ class FeedbackStore:
         out = Path(out)
         fmt = (fmt or out.suffix.lstrip(".") or "csv").lower()
         rows = list(self.rows(include_unvoted=include_unvoted))
-        out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "json":
-            out.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+            text = json.dumps(rows, ensure_ascii=False, indent=1)
         elif fmt == "csv":
-            with open(out, "w", newline="", encoding="utf-8") as fh:
-                w = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
-                w.writeheader()
-                for r in rows:
-                    w.writerow({k: ("|".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()})
+            buf = io.StringIO(newline="")
+            w = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("|".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()})
+            text = buf.getvalue()
         else:
             raise ValueError(f"unknown export format {fmt!r}; use csv or json")
+        atomic_write_text(out, text)  # a half-written export never replaces a good one
         return len(rows)
 
 

@@ -14,7 +14,15 @@ import logging
 import sys
 
 from engine.settings import Settings
-from engine.startup import load_settings, open_service
+from engine.startup import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+    add_common_args,
+    open_service,
+    quiet_noisy_loggers,
+    run_console,
+)
 
 from .utils import redact
 
@@ -37,7 +45,9 @@ Everything else (watch mode, limits, metrics port) is optional: see .env.example
 def _setup_logging(settings: Settings, level: str) -> None:
     import discord
 
-    discord.utils.setup_logging(level=getattr(logging, level.upper(), logging.INFO), root=True)
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    discord.utils.setup_logging(level=numeric, root=True)
+    quiet_noisy_loggers(numeric)
     redact.install(settings.discord_token)
 
 
@@ -48,14 +58,14 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"synesthete-bot: no feedback database at {path} yet (it is created when the bot first answers).",
               file=sys.stderr)
-        return 1
+        return EXIT_USER_ERROR
     store = FeedbackStore(path)
     try:
         n = store.export(args.out, args.format, include_unvoted=args.all)
     finally:
         store.close()
     print(f"wrote {n} rows to {args.out}")
-    return 0
+    return EXIT_OK
 
 
 async def _serve(bot, service, settings: Settings, *, with_web: bool) -> None:
@@ -78,10 +88,10 @@ async def _serve(bot, service, settings: Settings, *, with_web: bool) -> None:
             await runner.cleanup()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synesthete-bot", description="The Synesthete Discord bot.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    parser.add_argument("--env-file", default=".env", help="settings file read under the real environment")
+    add_common_args(parser)
     sub = parser.add_subparsers(dest="cmd")
     run_p = sub.add_parser("run", help="run the bot (the default)")
     for p_ in (parser, run_p):
@@ -92,27 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("out", help="output file (.csv or .json)")
     exp.add_argument("--format", choices=("csv", "json"), default=None)
     exp.add_argument("--all", action="store_true", help="include answers nobody voted on")
-    args = parser.parse_args(argv)
+    return parser
 
-    settings = load_settings("synesthete-bot", args.env_file)
-    if settings is None:
-        return 2
-    _setup_logging(settings, args.log_level)
 
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.cmd == "export-feedback":
         return _export(settings, args)
-
     if not settings.discord_token.strip():
         print(NO_TOKEN_HELP, file=sys.stderr, end="")
-        return 2
-
-    from .client import check_bot_settings
-
-    try:
-        check_bot_settings(settings)
-    except ValueError as exc:
-        print(f"synesthete-bot: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
 
     import discord
 
@@ -120,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     service = open_service("synesthete-bot", settings)
     if service is None:
-        return 1
+        return EXIT_INTERNAL
     try:
         bot = SynestheteBot(settings, service)
         try:
@@ -130,15 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     except discord.LoginFailure:
         print("synesthete-bot: Discord refused DISCORD_TOKEN (wrong or reset). Copy a fresh token from the "
               "Developer Portal (Bot -> Reset Token) into .env.", file=sys.stderr)
-        return 1
+        return EXIT_INTERNAL
     except discord.PrivilegedIntentsRequired:
         print("synesthete-bot: SYNESTHETE_BOT_WATCH_MODE is all/allowlist, which needs the Message Content intent: "
               "enable it in the Developer Portal (Bot -> Privileged Gateway Intents), or use "
               "SYNESTHETE_BOT_WATCH_MODE=mention.", file=sys.stderr)
-        return 1
+        return EXIT_INTERNAL
     finally:
         service.close()
-    return 0
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_console("synesthete-bot", build_parser(), _run, argv,
+                       logging_setup=lambda a, s: _setup_logging(s, a.log_level))
 
 
 if __name__ == "__main__":

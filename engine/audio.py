@@ -48,6 +48,21 @@ SILENCE_DBFS = -70.0
 RELATIVE_SILENCE_DB = 40.0
 #: Never amplify by more than this: a near-silent file must stay near-silent.
 MAX_GAIN_DB = 50.0
+#: Below this (Hz) a recording holds no music, only DC offset and rumble (handling noise,
+#: wind, a cheap recorder's or a broken USB microphone's constant level); removed before
+#: every level and silence decision, else a constant +0.25 reads as -12 dBFS of "signal".
+HIGHPASS_HZ = 20.0
+#: Level and silence decisions count only what is above this (Hz): where music and every
+#: microphone live.  Below it a lossy codec fed a DC offset leaves low-frequency junk
+#: (ffmpeg's AAC: -29 dBFS at 20-100 Hz from a constant +0.25) that is not signal.
+ACTIVITY_HIGHPASS_HZ = 100.0
+#: With a DC offset in the source, frames less than this far (dB) above the offset's own
+#: level are silence: codecs turn an offset into broadband junk 28-44 dB below it (ffmpeg
+#: AAC 64-128 kb/s, measured above ACTIVITY_HIGHPASS_HZ; mp3 leaves none).
+DC_ARTEFACT_DB = 25.0
+#: A mono mix this far (dB) below its louder channel means the channels cancel (a mono
+#: source stored as stereo with one channel inverted): the louder channel is used instead.
+CANCELLING_MIX_DB = 20.0
 
 # Signatures of common files that are certainly not audio.  ffprobe would also
 # refuse most of them, but it happily "decodes" text as an ANSI-art video and
@@ -174,7 +189,7 @@ def _run_ffmpeg(path: Path, sample_rate: int, max_seconds: float, timeout_s: flo
     args = (
         ffmpeg.input(str(path), t=max_seconds, protocol_whitelist="file",
                      format_whitelist=AUDIO_DEMUXERS)
-        .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, map="0:a:0")
+        .output("pipe:", format="f32le", acodec="pcm_f32le", ac=2, ar=sample_rate, map="0:a:0")
         .global_args("-nostdin", "-hide_banner", "-nostats", "-v", "info")
         .compile()
     )
@@ -188,6 +203,51 @@ def _run_ffmpeg(path: Path, sample_rate: int, max_seconds: float, timeout_s: flo
     return out, err.decode("utf-8", "replace"), proc.returncode
 
 
+def highpass(x: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
+    """2nd-order Butterworth high-pass (scipy ``sosfilt``, causal) along the last axis, float32."""
+    from scipy.signal import butter, sosfilt
+
+    if x.shape[-1] == 0:
+        return x.astype(np.float32)
+    sos = butter(2, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
+    return sosfilt(sos, x, axis=-1).astype(np.float32)
+
+
+def remove_rumble(channels: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Remove DC offset and sub-``HIGHPASS_HZ`` rumble from each row of ``channels``.
+
+    ``channels``: float32 ``(n_channels, n_samples)``; returns the same shape, float32.
+    The mean is subtracted first (a large offset would otherwise ring through the filter's
+    start), then a 2nd-order Butterworth high-pass (scipy ``sosfilt``, causal, ~1 ms per
+    second of audio).  Music keeps everything above ~30 Hz unchanged.
+    """
+    if channels.shape[-1] == 0:
+        return channels
+    centred = channels - channels.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
+    return highpass(centred, sample_rate, HIGHPASS_HZ)
+
+
+def to_mono(channels: np.ndarray) -> np.ndarray:
+    """Mono signal of float32 ``(n_channels, n_samples)`` audio (DC already removed).
+
+    Usually the mean of the channels.  When that mix is more than ``CANCELLING_MIX_DB``
+    below the louder channel, the channels cancel (one is the other inverted, or nearly):
+    the mix would be silence while each channel holds full-level music, so the louder
+    channel is returned.  Ordinary stereo music loses at most a few dB in the mix.
+    """
+    if channels.shape[0] == 1:
+        return channels[0]
+    mix = channels.mean(axis=0)
+    power = np.mean(channels.astype(np.float64) ** 2, axis=1)
+    loudest = int(np.argmax(power))
+    mix_power = float(np.mean(mix.astype(np.float64) ** 2))
+    if power[loudest] > 0 and mix_power < power[loudest] * 10 ** (-CANCELLING_MIX_DB / 10):
+        log.info("channels cancel in the mono mix (%.0f dB below channel %d): using that channel",
+                 10 * np.log10(power[loudest] / max(mix_power, 1e-30)), loudest)
+        return channels[loudest]
+    return mix.astype(np.float32, copy=False)
+
+
 def frame_rms_db(samples: np.ndarray, sample_rate: int, frame_s: float = 0.05) -> np.ndarray:
     """RMS level in dBFS of consecutive non-overlapping frames."""
     n = max(1, int(sample_rate * frame_s))
@@ -199,16 +259,33 @@ def frame_rms_db(samples: np.ndarray, sample_rate: int, frame_s: float = 0.05) -
     return (20 * np.log10(rms)).astype(np.float32)
 
 
-def normalise_loudness(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
+def silence_floor_db(dc_offset: float) -> float:
+    """Absolute level (dBFS) under which a frame is silence, given the source's DC offset.
+
+    ``dc_offset``: the largest per-channel mean of the decoded source (linear, +-1 full
+    scale).  Without an offset this is ``SILENCE_DBFS``; with one, ``DC_ARTEFACT_DB``
+    under the offset's level, because a lossy codec turns a constant level into junk
+    that no high-pass removes (see the constants).
+    """
+    dc_db = 20 * np.log10(abs(dc_offset) + 1e-12)
+    return max(SILENCE_DBFS, float(dc_db) - DC_ARTEFACT_DB)
+
+
+def normalise_loudness(samples: np.ndarray, sample_rate: int,
+                       floor_db: float = SILENCE_DBFS) -> tuple[np.ndarray, float]:
     """Scale so the active part sits at TARGET_RMS_DBFS; returns (audio, active seconds).
 
-    Why not EBU R128 (ffmpeg's loudnorm): it needs two passes and costs more than the
-    decode; for a model input an active-RMS target is what matters.  Peaks are soft
-    limited to +-1 so a quiet recording with a loud click stays usable.
+    ``samples``: float32 mono, DC already removed.  A 50-ms frame is active when its level
+    above ``ACTIVITY_HIGHPASS_HZ`` is over ``floor_db`` (dBFS; see :func:`silence_floor_db`)
+    and within ``RELATIVE_SILENCE_DB`` of the recording's loud part.  Why not EBU R128
+    (ffmpeg's loudnorm): it needs two passes and costs more than the decode; for a model
+    input an active-RMS target is what matters.  Peaks are soft limited to +-1 so a quiet
+    recording with a loud click stays usable.
     """
     levels = frame_rms_db(samples, sample_rate)
-    loud = float(np.percentile(levels, 95))
-    active = levels > max(SILENCE_DBFS, loud - RELATIVE_SILENCE_DB)
+    band = frame_rms_db(highpass(samples, sample_rate, ACTIVITY_HIGHPASS_HZ), sample_rate)
+    loud = float(np.percentile(band, 95))
+    active = band > max(floor_db, loud - RELATIVE_SILENCE_DB)
     active_seconds = float(active.sum()) * 0.05
     if not active.any():
         return samples, 0.0
@@ -259,7 +336,7 @@ def decode(source: AudioSource, sample_rate: int, limits: DecodeLimits = DecodeL
                 raise NotAudioError(f"{path} is a {what}")
 
         raw, err, rc = _run_ffmpeg(path, sample_rate, limits.max_seconds, limits.timeout_s)
-        samples = np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<f4").astype(np.float32)
+        samples, dc_offset = _channels_to_mono(raw, sample_rate)
         if rc != 0 and samples.size < limits.min_signal_seconds * sample_rate:
             raise _classify_failure(err, path)
         fmt, source_duration = _describe(err, path)
@@ -268,9 +345,7 @@ def decode(source: AudioSource, sample_rate: int, limits: DecodeLimits = DecodeL
                         samples.size / sample_rate, err.strip()[-200:])
         if samples.size == 0:
             raise EmptyAudioError(f"no samples decoded from {path} ({fmt})")
-        if not np.all(np.isfinite(samples)):
-            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
-        samples, active_s = normalise_loudness(samples, sample_rate)
+        samples, active_s = normalise_loudness(samples, sample_rate, silence_floor_db(dc_offset))
         if active_s < limits.min_signal_seconds:
             raise TooShortAudioError(
                 f"{active_s:.2f}s of signal in {samples.size / sample_rate:.2f}s decoded from {fmt}"
@@ -283,6 +358,21 @@ def decode(source: AudioSource, sample_rate: int, limits: DecodeLimits = DecodeL
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+def _channels_to_mono(raw: bytes, sample_rate: int) -> tuple[np.ndarray, float]:
+    """ffmpeg's interleaved stereo float32 PCM -> (clean mono, the DC offset it had).
+
+    Clean: finite, no DC or rumble, no cancelling channels.  The offset (largest
+    per-channel mean, linear) sets the silence floor (:func:`silence_floor_db`).
+    """
+    pcm = np.frombuffer(raw[: len(raw) // 8 * 8], dtype="<f4").reshape(-1, 2).T
+    if pcm.shape[1] == 0:
+        return np.zeros(0, np.float32), 0.0
+    if not np.all(np.isfinite(pcm)):
+        pcm = np.nan_to_num(pcm, nan=0.0, posinf=0.0, neginf=0.0)
+    dc = float(np.max(np.abs(pcm.mean(axis=1, dtype=np.float64))))
+    return to_mono(remove_rumble(pcm.astype(np.float32), sample_rate)), dc
 
 
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

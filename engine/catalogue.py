@@ -1,4 +1,4 @@
-"""The catalogue: track metadata, links, and search by name.
+"""The query-time catalogue: track metadata, links, and search by name.
 
 Metadata lives in a SQLite side table (``<data_dir>/catalogue.sqlite``), not in
 Milvus scalar fields.  Why: name search needs a text index (FTS5 trigram), the
@@ -6,17 +6,15 @@ Kaggle CSV lists one track under several genres (a join, not a vector field),
 and milvus-lite evaluates ``like`` filters as full scans.  Milvus keeps only what
 it is good at: vectors keyed by ``track_key``.
 
-Input layouts:
-- the Kaggle "Ultimate Spotify Tracks DB" CSV (genre, artist_name, track_name,
-  track_id, popularity, ...); the same track_id under several genres is one track
-  with several genres; malformed rows are reported with their line number;
-- a plain folder of audio files (title/artist from tags or the file name, a
-  stable id per file).
+Reading catalogue *sources* (the Kaggle CSV, a folder of audio, tags) is the index
+builder's job: ``index_builder/ingest.py``.  This module holds only what a query
+process needs too: :class:`Track`, :class:`CatalogueDB`, the name folding and
+dedup rules, and the constants both sides share (:data:`AUDIO_EXTENSIONS`,
+:data:`SPOTIFY_FEATURES`, :data:`SPOTIFY_ID_RE`).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -34,10 +32,11 @@ from .errors import StoreError, StoreLockedError
 
 log = logging.getLogger(__name__)
 
+#: a real Spotify track id (base62, 22 characters): only these get a direct track link
 SPOTIFY_ID_RE = re.compile(r"^[0-9A-Za-z]{22}$")
+#: file extensions taken as audio, both for catalogue folders and for attachments a person sends
 AUDIO_EXTENSIONS = {".mp3", ".ogg", ".opus", ".oga", ".m4a", ".aac", ".mp4", ".wav", ".flac", ".webm", ".wma", ".aiff", ".aif"}
 
-REQUIRED_COLUMNS = ("track_id", "track_name", "artist_name")
 #: Spotify's audio features in the Kaggle CSV, with the range each must lie in
 SPOTIFY_FEATURES: dict[str, tuple[float, float]] = {
     "acousticness": (0.0, 1.0), "danceability": (0.0, 1.0), "energy": (0.0, 1.0),
@@ -92,156 +91,6 @@ class Track:
         d = asdict(self)
         d["link"] = self.link
         return d
-
-
-@dataclass
-class CsvProblem:
-    line: int
-    reason: str
-
-
-@dataclass
-class CsvReadResult:
-    tracks: dict[str, Track]
-    problems: list[CsvProblem]
-    rows: int
-
-
-def read_kaggle_csv(path: Path, *, spotify_ids: bool = True) -> CsvReadResult:
-    """Read a Kaggle-layout CSV; merge duplicate track_ids; report bad rows.
-
-    ``spotify_ids=False`` marks the ids as local (they get Spotify *search* links).
-    Missing required columns is fatal (ValueError); a bad row is skipped and reported.
-    """
-    tracks: dict[str, Track] = {}
-    problems: list[CsvProblem] = []
-    rows = 0
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise ValueError(f"{path} is empty") from None
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise ValueError(f"{path}: missing required column(s) {', '.join(missing)}; found {header}")
-        col = {name: i for i, name in enumerate(header)}
-        for row in reader:
-            line = reader.line_num
-            rows += 1
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                problems.append(CsvProblem(line, f"{len(row)} fields, expected {len(header)}"))
-                continue
-            get = lambda name: row[col[name]].strip() if name in col else ""
-            tid, name, artist = get("track_id"), get("track_name"), get("artist_name")
-            if not tid:
-                problems.append(CsvProblem(line, "empty track_id"))
-                continue
-            if not name:
-                problems.append(CsvProblem(line, f"empty track_name for {tid}"))
-                continue
-            if spotify_ids and not SPOTIFY_ID_RE.match(tid):
-                problems.append(CsvProblem(line, f"track_id {tid!r} is not a Spotify id; linking to a search"))
-            popularity = 0
-            if get("popularity"):
-                try:
-                    popularity = int(float(get("popularity")))
-                except ValueError:
-                    problems.append(CsvProblem(line, f"popularity {get('popularity')!r} is not a number; using 0"))
-            duration = None
-            if get("duration_ms"):
-                try:
-                    duration = int(float(get("duration_ms")))
-                except ValueError:
-                    problems.append(CsvProblem(line, f"duration_ms {get('duration_ms')!r} is not a number"))
-            features = _audio_features(get, line, problems)
-            genre = get("genre")
-            existing = tracks.get(tid)
-            if existing is not None:
-                if genre and genre not in existing.genres:
-                    existing.genres.append(genre)
-                existing.popularity = max(existing.popularity, popularity)
-                continue
-            link_kind = "spotify" if spotify_ids and SPOTIFY_ID_RE.match(tid) else "search"
-            tracks[tid] = Track(tid, name, artist, [genre] if genre else [], popularity, duration, link_kind,
-                                audio_features=features)
-    return CsvReadResult(tracks, problems, rows)
-
-
-def _audio_features(get, line: int, problems: list[CsvProblem]) -> dict[str, float] | None:
-    """The row's Spotify audio features; one out of range or not a number -> reported, none kept.
-
-    A row without them is fine (a catalogue of one's own music has none); a row with a bad
-    one keeps its audio and name search but is left out of the features mapping.
-    """
-    out: dict[str, float] = {}
-    for name, (lo, hi) in SPOTIFY_FEATURES.items():
-        raw = get(name)
-        if not raw:
-            continue
-        try:
-            v = float(raw)
-        except ValueError:
-            problems.append(CsvProblem(line, f"{name} {raw!r} is not a number; features left out for this row"))
-            return None
-        if not (lo <= v <= hi) or v != v:
-            problems.append(CsvProblem(line, f"{name} {raw} is outside {lo:g}..{hi:g}; features left out for this row"))
-            return None
-        out[name] = v
-    return out or None
-
-
-def _tag_metadata(path: Path) -> tuple[str | None, str | None]:
-    """Title/artist from the file's tags via ffprobe (already a dependency)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["ffprobe", "-v", "error", "-print_format", "json", "-show_entries", "format_tags=title,artist", str(path)],
-            capture_output=True, timeout=15, check=False,
-        ).stdout
-        tags = {k.lower(): v for k, v in json.loads(out or b"{}").get("format", {}).get("tags", {}).items()}
-    except Exception:  # noqa: BLE001 - tags are a nicety; the file name is the fallback
-        return None, None
-    return tags.get("title"), tags.get("artist")
-
-
-def parse_artist_title(stem: str) -> tuple[str, str]:
-    """'Artist - Title' (as spotify_dl and most rippers write) -> (artist, title)."""
-    stem = re.sub(r"^\d{1,3}[\s._-]+", "", stem).replace("_", " ").strip()
-    for sep in (" - ", " – ", " — "):
-        if sep in stem:
-            artist, title = stem.split(sep, 1)
-            return artist.strip(), title.strip()
-    return "", stem
-
-
-def folder_track_id(root: Path, path: Path) -> str:
-    """A stable id per file: a hash of its path relative to the catalogue folder."""
-    rel = path.relative_to(root).as_posix()
-    return "local-" + hashlib.blake2b(rel.encode("utf-8"), digest_size=10).hexdigest()
-
-
-def iter_audio_files(root: Path) -> Iterator[Path]:
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."):
-            yield p
-
-
-def read_folder(root: Path, *, use_tags: bool = True) -> dict[str, Track]:
-    """A catalogue from a folder of audio, without a CSV."""
-    tracks: dict[str, Track] = {}
-    for p in iter_audio_files(root):
-        title, artist = _tag_metadata(p) if use_tags else (None, None)
-        if not title:
-            artist_guess, title = parse_artist_title(p.stem)
-            artist = artist or artist_guess
-        genre = p.parent.name if p.parent != root else ""
-        tid = folder_track_id(root, p)
-        tracks[tid] = Track(tid, title, artist or "", [genre] if genre else [], 0, None, "search", str(p))
-    return tracks
 
 
 # ---------------------------------------------------------------------------

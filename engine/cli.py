@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
-from .errors import SynestheteError
 from .settings import Settings
-
-EXIT_USER_ERROR = 2
-EXIT_INTERNAL = 1
+from .startup import EXIT_OK, EXIT_USER_ERROR, add_common_args, run_console
 
 
 def _print_recommendation(rec, out=None) -> None:
@@ -59,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synesthete", description="A music recommender that listens.")
     p.add_argument("--data-dir", type=Path, help="data directory (default: SYNESTHETE_DATA_DIR)")
     p.add_argument("--uri", help="Milvus URI (default: milvus-lite file in the data directory)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    add_common_args(p)
     sub = p.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("query", help="identify a recording and recommend five similar tracks")
     q.add_argument("file", type=Path, help="any common audio file (mp3, ogg/opus voice note, m4a, wav, ...)")
@@ -84,64 +80,60 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    settings = Settings.from_env()
-    if args.data_dir:
-        settings = settings.replace(data_dir=args.data_dir)
-    if args.uri:
-        settings = settings.replace(milvus_uri=args.uri)
-
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     from .service import SynestheteService
 
-    try:
-        with SynestheteService(settings) as svc:
-            if args.cmd == "query":
-                if not args.file.exists():
-                    print(f"error: no such file: {args.file}", file=sys.stderr)
+    with SynestheteService(settings) as svc:
+        if args.cmd == "query":
+            if not args.file.exists():
+                print(f"error: no such file: {args.file}", file=sys.stderr)
+                return EXIT_USER_ERROR
+            rec = svc.recommend(args.file, k=args.k, diverse=not args.raw, filters=_filters(args))
+        elif args.cmd == "similar":
+            if args.id:
+                track_id = args.name
+            else:
+                hits = svc.search_tracks(args.name, limit=5)
+                if not hits:
+                    print(f"No track in the catalogue matches {args.name!r}.", file=sys.stderr)
                     return EXIT_USER_ERROR
-                rec = svc.recommend(args.file, k=args.k, diverse=not args.raw, filters=_filters(args))
-                print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False)) if args.json else _print_recommendation(rec)
-            elif args.cmd == "similar":
-                if args.id:
-                    track_id = args.name
-                else:
-                    hits = svc.search_tracks(args.name, limit=5)
-                    if not hits:
-                        print(f"No track in the catalogue matches {args.name!r}.", file=sys.stderr)
-                        return EXIT_USER_ERROR
-                    track_id = hits[0].track.track_id
-                rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
-                       else svc.similar_to(track_id, k=args.k, diverse=not args.raw, filters=_filters(args)))
-                print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False)) if args.json else _print_recommendation(rec)
-            elif args.cmd == "search":
-                hits = svc.search_tracks(args.text, limit=args.limit)
-                if args.json:
-                    print(json.dumps([{**h.track.to_dict(), "score": round(h.score, 3)} for h in hits],
-                                     indent=2, ensure_ascii=False))
-                else:
-                    for h in hits:
-                        print(f"{h.track.title}  [{', '.join(h.track.genres) or '-'}]  id={h.track.track_id}")
-                    if not hits:
-                        print("No match.")
-            elif args.cmd == "about":
-                info = svc.about()
-                if args.json:
-                    print(json.dumps(info, indent=2))
-                else:
-                    for key, value in info.items():
-                        if isinstance(value, dict):
-                            value = "; ".join(f"{k} {v}" for k, v in value.items() if v is not None)
-                        print(f"{key:>15}: {value}")
-    except SynestheteError as exc:
-        logging.getLogger("synesthete").info("query failed: %r", exc)
-        if args.verbose:
-            print(f"detail: {exc}", file=sys.stderr)
-        print(exc.user_message, file=sys.stderr)
-        return EXIT_USER_ERROR
-    return 0
+                track_id = hits[0].track.track_id
+            rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
+                   else svc.similar_to(track_id, k=args.k, diverse=not args.raw, filters=_filters(args)))
+        elif args.cmd == "search":
+            _print_hits(svc.search_tracks(args.text, limit=args.limit), args.json)
+            return EXIT_OK
+        else:
+            _print_about(svc.about(), args.json)
+            return EXIT_OK
+        print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False)) if args.json else _print_recommendation(rec)
+    return EXIT_OK
+
+
+def _print_hits(hits, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{**h.track.to_dict(), "score": round(h.score, 3)} for h in hits], indent=2,
+                         ensure_ascii=False))
+        return
+    for h in hits:
+        print(f"{h.track.title}  [{', '.join(h.track.genres) or '-'}]  id={h.track.track_id}")
+    if not hits:
+        print("No match.")
+
+
+def _print_about(info: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = "; ".join(f"{k} {v}" for k, v in value.items() if v is not None)
+        print(f"{key:>15}: {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_console("synesthete", build_parser(), _run, argv,
+                       overrides=lambda a: {"data_dir": a.data_dir, "milvus_uri": a.uri})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,8 @@ from .catalogue import CatalogueDB, SearchHit, Track
 from .embed import Embedder, Embedding
 from .errors import BusyError, EmptyIndexError, NothingMatchesError, QueryTimeoutError, TrackNotFoundError
 from .filters import TrackFilter
+from .fingerprint.speed import match_any_speed, speed_variants
+from .identify import MIN_VOTE_SEGMENTS, SEGMENT_CANDIDATES, Vote, decide, segment_vote
 from .settings import Settings
 from .store import VectorStore
 
@@ -95,10 +96,6 @@ class Recommendation:
         }
 
 
-# Tuning of the embedding vote, chosen from principle (not fitted to any corpus):
-# a recording of a catalogue song has most of its segments pointing at that
-# song at one consistent time offset; a song *like* it scatters over tracks and offsets.
-SEGMENT_CANDIDATES = 1
 #: nearest tracks the discovery rule chooses from (enough for five artists in a catalogue of
 #: albums; the same for every page of "more like this")
 DIVERSE_POOL = 150
@@ -106,33 +103,6 @@ DIVERSE_POOL = 150
 NOT_HEARD = "matched by its Spotify features, not heard"
 #: tempo and key of an unknown recording are estimated on at most this much of it (s): ~50 ms
 REASON_AUDIO_S = 15.0
-
-
-def segment_vote(hits: list[list[Any]], query_times: np.ndarray, bin_s: float) -> list[tuple[int, float, float]]:
-    """Time-consistent voting: (track_key, score 0..1, offset_s), best first.
-
-    Each query segment casts ONE vote: for the track and time offset of its nearest
-    catalogue segment.  A track's score is the fraction of query segments voting for
-    it within one offset window (+- one bin, since the catalogue grid is coarser than
-    the query's).  Why top-1 votes and not summed similarities: cosine between any
-    two pieces of music is high, so sums saturate and cannot tell the recorded song
-    from a similar one; votes can (a recording points at its song again and again,
-    a similar song only now and then).
-    """
-    votes: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for qt, seg_hits in zip(query_times, hits):
-        if not seg_hits:
-            continue
-        h = seg_hits[0]
-        votes[h.track_key][int(round((h.t - float(qt)) / bin_s))] += 1
-    n = max(1, len(query_times))
-    out = []
-    for key, bins in votes.items():
-        best_bin, best = max(((b, bins.get(b - 1, 0) + v + bins.get(b + 1, 0)) for b, v in bins.items()),
-                             key=lambda x: x[1])
-        out.append((key, min(1.0, best / n), best_bin * bin_s))
-    out.sort(key=lambda x: -x[1])
-    return out
 
 
 class SynestheteService:
@@ -215,7 +185,9 @@ class SynestheteService:
         t1 = time.perf_counter()
         fp_matches = []
         if self.fingerprints is not None:
-            fp_matches = self.fingerprints.match(decoded.samples, decoded.sample_rate, top_k=3)
+            fp_matches = match_any_speed(self.fingerprints, decoded.samples, decoded.sample_rate,
+                                         variants=speed_variants(self.settings.speed_tolerance_pct),
+                                         stop_confidence=self.settings.identify_threshold, top_k=3)
         timings["fingerprint"] = (time.perf_counter() - t1) * 1000
 
         t2 = time.perf_counter()
@@ -336,40 +308,20 @@ class SynestheteService:
     # ---- internals --------------------------------------------------------------
 
     def _identify(self, fp_matches: list[Any], emb: Embedding) -> Identification | None:
-        threshold = self.settings.identify_threshold
-        best_fp = fp_matches[0] if fp_matches else None
-        votes: list[tuple[int, float, float]] = []
-        if emb.n >= 2:
+        """The service's answer to "which song is it?" (:func:`engine.identify.decide`) as a catalogue track."""
+        votes: list[Vote] = []
+        if emb.n >= MIN_VOTE_SEGMENTS:
             hits = self.store.search_segments(emb.segments, SEGMENT_CANDIDATES)
             votes = segment_vote(hits, emb.times, bin_s=self.settings.segment_hop_s)
-        best_vote = votes[0] if votes else None
-        candidates: list[tuple[int, float, float, str]] = []
-        fp_conf = best_fp.confidence if best_fp is not None else 0.0
-        emb_conf = 0.0
-        if best_vote is not None:
-            margin = best_vote[1] - (votes[1][1] if len(votes) > 1 else 0.0)
-            emb_conf = float(max(0.0, margin))
-        if best_fp is not None and best_vote is not None and best_fp.track_key == best_vote[0]:
-            # two independent opinions agree: a weak landmark match confirmed by the
-            # segment vote is as good as a strong one (noisy-OR of the two confidences)
-            both = 1.0 - (1.0 - fp_conf) * (1.0 - emb_conf)
-            candidates.append((best_fp.track_key, both, best_fp.offset_s, "both"))
-        if fp_conf >= threshold:
-            candidates.append((best_fp.track_key, fp_conf, best_fp.offset_s, "fingerprint"))
-        elif best_vote is not None and self.embedder.head.trained and emb_conf >= max(threshold, 0.6):
-            # The segment vote alone speaks only when the landmarks have no confident
-            # answer, and only with a head fine-tuned for recordings: pretrained features
-            # of a phone recording can point consistently at the wrong song.
-            candidates.append((best_vote[0], emb_conf, best_vote[2], "embedding"))
-        candidates = [c for c in candidates if c[1] >= threshold]
-        if not candidates:
+        decision = decide(fp_matches[0] if fp_matches else None, votes,
+                          threshold=self.settings.identify_threshold, head_trained=self.embedder.head.trained)
+        if decision is None:
             return None
-        key, conf, offset, method = max(candidates, key=lambda c: c[1])
-        track = self.catalogue.get_many([key]).get(key)
+        track = self.catalogue.get_many([decision.track_key]).get(decision.track_key)
         if track is None:  # index and catalogue out of step: never claim a track we cannot name
-            log.warning("identified key %s has no catalogue row", key)
+            log.warning("identified key %s has no catalogue row", decision.track_key)
             return None
-        return Identification(track, conf, max(0.0, offset), method)
+        return Identification(track, decision.confidence, decision.offset_s, decision.method)
 
     def _annotate(self, results: list[ScoredTrack], seed: Track | None, emb: Embedding | None = None,
                   decoded: audio_mod.DecodedAudio | None = None) -> None:
@@ -497,8 +449,4 @@ def similarity_about(enc) -> dict[str, Any]:
             "fitted": enc.meta.get("created")}
 
 
-def open_service(settings: Settings | None = None, *, read_only: bool = True) -> SynestheteService:
-    return SynestheteService(settings or Settings.from_env(), read_only=read_only)
-
-
-__all__ = ["Identification", "Path", "Recommendation", "ScoredTrack", "SynestheteService", "open_service"]
+__all__ = ["Identification", "Path", "Recommendation", "ScoredTrack", "SynestheteService"]

@@ -4,18 +4,61 @@ Why one object: every limit a user can hit (bytes, seconds, timeouts) and every
 location (data dir, Milvus URI) must be the same for the CLI, the bot, the index
 builder and the web page.  Modules never read ``os.environ`` themselves; they are
 handed a :class:`Settings`.  Every field is documented in ``.env.example``.
+
+Validated once, when the object is made (:meth:`Settings.__post_init__`): values are
+converted from the fields' type hints (``Literal`` fields accept only their choices), and
+numeric limits are checked, so a bad value stops every console script at start-up with
+one line naming the setting and what it accepts (``engine.startup``), never a traceback
+and never half-way through a build.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 ENV_PREFIX = "SYNESTHETE_"
+
+Backbone = Literal["musicnn", "openl3", "logmel"]
+IndexType = Literal["auto", "FLAT", "IVF_FLAT", "HNSW"]
+SimilarityMethod = Literal["pooled", "lda", "off"]
+SupervisedTerm = Literal["none", "genre"]
+WatchMode = Literal["all", "allowlist", "mention"]
+SyncMode = Literal["auto", "always", "never"]
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+#: Lower bounds (inclusive) of numeric settings; a value below is refused at start-up.
+_MINIMUM: dict[str, float] = {
+    "embedding_dim": 1, "segment_hop_s": 0.1, "query_hop_s": 0.1, "similarity_supervised_weight": 0.0,
+    "similarity_dba_k": 0, "torch_threads": 0, "max_upload_bytes": 1, "max_query_seconds": 1.0,
+    "max_track_seconds": 1.0, "min_signal_seconds": 0.0, "decode_timeout_s": 0.1, "top_k": 1,
+    "answers_per_artist": 0, "identify_threshold": 0.0, "fingerprint_max_candidates": 0,
+    "speed_tolerance_pct": 0.0, "workers": 1, "query_timeout_s": 0.1, "bot_max_attachments": 1,
+    "bot_max_attachment_bytes": 1, "bot_download_timeout_s": 0.1, "bot_user_cooldown_rate": 1,
+    "bot_user_cooldown_per_s": 0.0, "bot_guild_concurrency": 1, "bot_metrics_port": -1, "web_port": 0,
+    "web_max_request_bytes": 0, "web_rate_per_minute": 0.0, "web_rate_burst": 1,
+    "web_search_rate_per_minute": 0.0, "web_search_rate_burst": 1, "web_record_seconds": 1.0,
+    "web_live_interval_s": 0.1, "web_live_stop_confidence": 0.0, "web_live_max_sessions": 1,
+}
+#: Largest attachment the bot may be configured to download (Discord's largest upload).
+BOT_MAX_ATTACHMENT_CEILING = 100 * 1024 * 1024
+#: Upper bounds (inclusive).
+_MAXIMUM: dict[str, float] = {
+    "identify_threshold": 1.0, "web_live_stop_confidence": 1.0, "speed_tolerance_pct": 10.0,
+    "bot_metrics_port": 65535, "web_port": 65535, "bot_max_attachment_bytes": BOT_MAX_ATTACHMENT_CEILING,
+}
+
+
+def env_key(name: str) -> str:
+    """The environment variable of the field ``name`` (``DISCORD_TOKEN`` keeps its usual name)."""
+    return "DISCORD_TOKEN" if name == "discord_token" else ENV_PREFIX + name.upper()
 
 
 def _default_data_dir() -> Path:
@@ -40,19 +83,19 @@ class Settings:
 
     # --- model ---------------------------------------------------------------
     #: Feature backbone: musicnn (default, weights ship on PyPI), openl3, logmel.
-    backbone: str = "musicnn"
+    backbone: Backbone = "musicnn"
     embedding_dim: int = 256
     #: Hop between catalogue segments (s).  = the musicnn patch: build speed matters.
     segment_hop_s: float = 3.0
     #: Hop between query segments (s): denser than the catalogue for better votes.
     query_hop_s: float = 1.5
     #: Milvus vector index: auto (server: HNSW; milvus-lite: FLAT, IVF_FLAT from 50k rows), FLAT, IVF_FLAT, HNSW.
-    index_type: str = "auto"
+    index_type: IndexType = "auto"
     #: Similarity model fitted on the catalogue at the end of every build (docs/quality.md):
     #: pooled (default) | lda | off (track vectors = the segment head's means).
-    similarity_method: str = "pooled"
+    similarity_method: SimilarityMethod = "pooled"
     #: Supervised term of the similarity model from the catalogue's metadata: none | genre.
-    similarity_supervised: str = "none"
+    similarity_supervised: SupervisedTerm = "none"
     #: Weight of that term relative to the audio part of a track vector.
     similarity_supervised_weight: float = 0.5
     #: Database-side augmentation of track vectors: neighbours averaged in (0 = off).
@@ -78,6 +121,9 @@ class Settings:
     #: Most fingerprint rows one query may score (0 = no limit).  Posting lists grow with
     #: the catalogue; past this budget the rarest hashes are kept (docs/identification.md).
     fingerprint_max_candidates: int = 1_000_000
+    #: Speed changes (%, faster or slower: radio, DJ sets, turntables) the landmarks try to
+    #: undo when a recording at its own speed is not recognised; 0 = off (engine.fingerprint.speed).
+    speed_tolerance_pct: float = 6.0
 
     # --- concurrency ---------------------------------------------------------
     #: Worker threads for decode + embed; bounds memory and CPU use.
@@ -89,7 +135,7 @@ class Settings:
     #: Never printed: excluded from repr so a logged Settings cannot leak it.
     discord_token: str = field(default="", repr=False)
     #: Where the bot listens for audio: all | allowlist | mention (DMs always).
-    bot_watch_mode: str = "mention"
+    bot_watch_mode: WatchMode = "mention"
     #: Comma-separated channel ids watched in allowlist mode (threads follow their parent).
     bot_allowed_channel_ids: str = ""
     #: Audio attachments answered per message (the rest are ignored, with a note).
@@ -111,7 +157,7 @@ class Settings:
     #: Guild to sync slash commands to instantly during development (0 = global sync).
     bot_dev_guild_id: int = 0
     #: Command sync at start: auto (guild if dev guild set, global only when changed) | always | never.
-    bot_sync_commands: str = "auto"
+    bot_sync_commands: SyncMode = "auto"
 
     # --- web ---------------------------------------------------------------------
     #: Where ``synesthete-web`` listens (localhost by default; put a TLS proxy in front for the internet).
@@ -119,12 +165,15 @@ class Settings:
     web_port: int = 8080
     #: Largest HTTP request body, bytes; 0 = SYNESTHETE_MAX_UPLOAD_BYTES + 64 KiB (multipart headers).
     web_max_request_bytes: int = 0
-    #: Per-client-IP token bucket for audio (/api/recommend, /api/listen): refill per minute, burst.
+    #: Per-client-IP limit for audio (/api/recommend, /api/listen): requests per minute, burst (limits' moving window).
     web_rate_per_minute: float = 12.0
     web_rate_burst: int = 6
-    #: Per-client-IP token bucket for the cheap calls (/api/search autocomplete, /api/similar).
+    #: Per-client-IP limit for the cheap calls (/api/search autocomplete, /api/similar).
     web_search_rate_per_minute: float = 240.0
     web_search_rate_burst: int = 40
+    #: Where the rate limits are counted: empty = this process's memory; a ``limits`` storage URI
+    #: (``async+redis://host:6379``) so several engine processes enforce one limit.
+    web_rate_limit_storage: str = ""
     #: Take the client IP from X-Forwarded-For (only behind a reverse proxy you run).
     web_trust_forwarded: bool = False
     #: Longest recording the page's Record / Listen live buttons make (s).
@@ -180,6 +229,28 @@ class Settings:
     def descriptors_db_path(self) -> Path:
         return self.data_dir / "descriptors.sqlite"
 
+    def __post_init__(self) -> None:
+        """Check every value once (types from the hints, Literal choices, numeric limits)."""
+        hints = _hints()
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            choices = _choices(hints[f.name])
+            if choices and value not in choices:
+                raise ValueError(f"setting {env_key(f.name)}={value!r}: use one of {', '.join(choices)}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                low, high = _MINIMUM.get(f.name), _MAXIMUM.get(f.name)
+                if (low is not None and value < low) or (high is not None and value > high):
+                    bounds = f"at least {low:g}" if high is None else f"between {low if low is not None else '-inf':g} and {high:g}"
+                    raise ValueError(f"setting {env_key(f.name)}={value!r}: must be {bounds}")
+        try:
+            _ = self.bot_allowed_channels
+        except ValueError as exc:
+            raise ValueError(f"setting {env_key('bot_allowed_channel_ids')}={self.bot_allowed_channel_ids!r}: "
+                             "comma-separated channel ids expected") from exc
+        if self.web_rate_limit_storage and not self.web_rate_limit_storage.startswith("async+"):
+            raise ValueError(f"setting {env_key('web_rate_limit_storage')}={self.web_rate_limit_storage!r}: "
+                             "use an async storage URI such as async+redis://host:6379 (or leave it empty)")
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -197,26 +268,48 @@ class Settings:
 
             values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
         values.update(os.environ if env is None else env)
+        hints = _hints()
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            key = "DISCORD_TOKEN" if f.name == "discord_token" else ENV_PREFIX + f.name.upper()
+            key = env_key(f.name)
             if key not in values or values[key] == "":
                 continue
-            kwargs[f.name] = _coerce(f.name, f.type, values[key])
+            kwargs[f.name] = _coerce(key, hints[f.name], values[key])
         return cls(**kwargs)
 
 
-def _coerce(name: str, type_name: Any, raw: str) -> Any:
-    t = str(type_name)
+@functools.lru_cache(maxsize=1)
+def _hints() -> dict[str, Any]:
+    """The real types of the fields (the module's annotations are strings)."""
+    return get_type_hints(Settings)
+
+
+def _choices(hint: Any) -> tuple[str, ...]:
+    return tuple(get_args(hint)) if get_origin(hint) is Literal else ()
+
+
+def _coerce(key: str, hint: Any, raw: str) -> Any:
+    """``raw`` (an environment string) as the field's type; ValueError naming ``key`` otherwise."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    target = args[0] if get_origin(hint) is not Literal and args else hint  # X | None -> X
+    if _choices(target):
+        for choice in _choices(target):  # case-insensitive, stored as spelled in the choices
+            if raw.strip().lower() == str(choice).lower():
+                return choice
+        raise ValueError(f"setting {key}={raw!r}: use one of {', '.join(_choices(target))}")
     try:
-        if "Path" in t:
+        if target is Path:
             return Path(raw).expanduser()
-        if t in ("int", "<class 'int'>"):
-            return int(raw)
-        if t in ("float", "<class 'float'>"):
+        if target is bool:
+            word = raw.strip().lower()
+            if word not in _TRUE + _FALSE:
+                raise ValueError(word)
+            return word in _TRUE
+        if target is int:
+            return int(raw.strip().replace("_", ""))
+        if target is float:
             return float(raw)
-        if t in ("bool", "<class 'bool'>"):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
     except ValueError as exc:
-        raise ValueError(f"setting {ENV_PREFIX}{name.upper()}={raw!r} is not a valid {t}") from exc
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(target, str(target))
+        raise ValueError(f"setting {key}={raw!r}: must be {kind}") from exc
     return raw

@@ -1,15 +1,21 @@
-"""Start-up steps shared by the long-running front ends (``synesthete-bot``, ``synesthete-web``).
+"""One start-up for the four console scripts (``synesthete``, ``synesthete-index``,
+``synesthete-bot``, ``synesthete-web``).
 
-Both read the settings the same way and, when the engine cannot open, must tell the
-operator the same thing: one sentence, the detail, and what to do next.  Keeping it
-here means the bot and the web page cannot drift apart in what a missing index or a
-bad setting prints.  These helpers print (they run in a CLI) and return ``None`` on
-failure, so a caller turns that into its exit status.
+Why one: each reads the same settings (``--env-file`` under the real environment), must
+refuse a bad setting with one line naming it (never a traceback), and must end with the
+same exit codes: 0 done, 2 the user's input or configuration is wrong (exit code
+``EXIT_USER_ERROR``), 1 something failed on our side (``EXIT_INTERNAL``), 130 interrupted.
+An engine error reaches the terminal as its one friendly sentence, the detail with
+``--verbose`` and in the log.  :func:`run_console` wraps a script's body in all of that;
+:func:`open_service` is the engine's start-up for the long-running front ends.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .errors import ModelError, StoreError, SynestheteError
@@ -18,22 +24,94 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .service import SynestheteService
 
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+#: Error kinds that are our side's failure (exit 1); every other engine error is about the
+#: user's input, configuration or index (exit 2), which they can fix.
+INTERNAL_KINDS = frozenset({"internal", "model", "weights_unavailable", "store", "busy", "query_timeout", "timeout"})
+
 BUILD_HINT = ("Build the catalogue first: synesthete-index build --csv tracks.csv --audio DIR "
               "(or synesthete-index demo), then start again.")
 MODEL_HINT = "Check SYNESTHETE_BACKBONE and the model cache (see README)."
 
+#: Third-party loggers that talk at INFO during normal use; shown only with DEBUG.
+NOISY_LOGGERS = ("faiss", "faiss.loader", "milvus_lite", "pymilvus", "urllib3", "numba", "h5py", "filelock")
 
-def load_settings(prog: str, env_file: str | None) -> Settings | None:
-    """Settings from the environment and ``env_file``; prints the problem and returns None if invalid."""
+log = logging.getLogger("synesthete")
+
+
+def exit_code(exc: SynestheteError) -> int:
+    """``EXIT_INTERNAL`` for our side's failures, ``EXIT_USER_ERROR`` for everything a user can fix."""
+    return EXIT_INTERNAL if exc.kind in INTERNAL_KINDS else EXIT_USER_ERROR
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """``--env-file`` and ``-v/--verbose``: the options every console script has."""
+    parser.add_argument("--env-file", default=".env", help="settings file read under the real environment")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and show error details")
+
+
+def setup_logging(level: int) -> None:
+    """Our log lines on stderr at ``level``; third-party chatter only at DEBUG."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    quiet_noisy_loggers(level)
+
+
+def quiet_noisy_loggers(level: int) -> None:
+    """Keep ``NOISY_LOGGERS`` at WARNING unless ``level`` is DEBUG (for a front end's own log setup)."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
+
+
+def run_console(prog: str, parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace, Settings], int | None],
+                argv: Sequence[str] | None = None, *,
+                overrides: Callable[[argparse.Namespace], dict] | None = None,
+                logging_setup: Callable[[argparse.Namespace, Settings], None] | None = None) -> int:
+    """Parse ``argv``, load and validate settings, run ``body(args, settings)``; returns the exit code.
+
+    ``overrides(args)`` gives settings fields set by flags (e.g. ``--data-dir``), validated
+    like the environment's.  ``logging_setup`` replaces :func:`setup_logging` (the bot uses
+    discord.py's).  A bad setting, an engine error, Ctrl-C or an unexpected exception each
+    end in one line on stderr and their exit code; the traceback goes to the log.
+    """
+    args = parser.parse_args(argv)
+    verbose = bool(getattr(args, "verbose", False))
     try:
-        return Settings.from_env(env_file=env_file)
+        settings = Settings.from_env(env_file=getattr(args, "env_file", ".env"))
+        if overrides is not None and (changes := {k: v for k, v in overrides(args).items() if v is not None}):
+            settings = settings.replace(**changes)
     except ValueError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        return None
+        return EXIT_USER_ERROR
+    if logging_setup is not None:
+        logging_setup(args, settings)
+    else:
+        setup_logging(logging.INFO if verbose else logging.WARNING)
+    try:
+        return int(body(args, settings) or EXIT_OK)
+    except SynestheteError as exc:
+        log.debug("%s failed", prog, exc_info=True)
+        print(f"{prog}: {exc.user_message}", file=sys.stderr)
+        if verbose:
+            print(f"  detail: {exc}", file=sys.stderr)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the last line of defence: one line for the user, the traceback in the log
+        log.error("%s: unexpected error", prog, exc_info=True)
+        print(f"{prog}: internal error ({type(exc).__name__}: {exc}); the log has the details", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def open_service(prog: str, settings: Settings) -> SynestheteService | None:
-    """The engine over an existing index; prints what to do and returns None if it cannot open."""
+    """The engine over an existing index; prints what to do and returns None if it cannot open.
+
+    For the long-running front ends (bot, web), whose caller turns None into exit code 1.
+    """
     from .service import SynestheteService
 
     try:

@@ -43,10 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.descriptors import DescriptorStore, backbone_key
-from engine.catalogue import CatalogueDB, Track, _tag_metadata, read_folder, read_kaggle_csv
+from engine.catalogue import CatalogueDB, Track
 from engine.errors import StoreLockedError, SynestheteError
 from engine.settings import Settings
 
+from .ingest import read_folder, read_kaggle_csv, tag_metadata
 from .locking import BuildLock
 from .matching import MatchResult, match_folder
 from .report import BuildReport, FailedTrack
@@ -156,7 +157,7 @@ def _read_catalogue(opts: BuildOptions, report: BuildReport) -> tuple[dict[str, 
         report.csv_rows = res.rows
         report.csv_problems = [{"line": p.line, "problem": p.reason} for p in res.problems]
         if opts.audio is not None:
-            match = match_folder(tracks, Path(opts.audio), read_tags=_tag_metadata if opts.use_tags else None)
+            match = match_folder(tracks, Path(opts.audio), read_tags=tag_metadata if opts.use_tags else None)
         else:
             match = MatchResult(rows_without_audio=list(tracks))
     elif opts.audio is not None:
@@ -297,15 +298,36 @@ class _Build:
                         log.debug("close failed", exc_info=True)
 
     def _run(self, tracks: dict[str, Track], match: MatchResult) -> None:
-        opts, report, store, cat, fp = self.opts, self.report, self.store, self.catalogue, self.fp
-        model_id = self.model_id
+        """The build's steps, in order: metadata, collections, trusted state, plan, removals, embedding."""
+        cat, report = self.catalogue, self.report
 
         # 1. metadata for every row (rows without audio are still searchable by name)
         old_keys = {t.track_key for t in cat.all_tracks()}
         cat.upsert_tracks(tracks.values())
         new_keys = {t.track_key for t in tracks.values()}
 
-        # 2. collections: recreate when the model changed
+        self._ensure_collections()
+        state, milvus_keys, fp_keys = self._trusted_state()
+        desired, todo = self._plan(tracks, match, state)
+        self._remove_stale(tracks, desired, state, milvus_keys | fp_keys, fp_keys)
+        gone_rows = old_keys - new_keys
+        self._flush()
+        if gone_rows:
+            cat.delete_tracks(gone_rows)
+        cat.set_meta(FAILURES_META, json.dumps(self.failures))
+
+        # 6. embed
+        log.info("%d tracks to embed, %d unchanged, %d workers", len(todo), report.skipped_unchanged, self.workers)
+        self._embed_all(todo)
+        self._flush()
+        cat.set_meta(FAILURES_META, json.dumps(self.failures))
+        cat.set_meta("built_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        cat.set_meta("model_id", self.model_id)
+        cat.set_meta("backbone", report.backbone)
+
+    def _ensure_collections(self) -> None:
+        """2. The Milvus collections, recreated (and reported) when the model changed."""
+        store, report, model_id = self.store, self.report, self.model_id
         found = store.collection_model(store.tracks_name)
         if found is not None and found != model_id:
             report.recreated = True
@@ -314,16 +336,24 @@ class _Build:
                         found, model_id)
         store.ensure_collections(recreate_on_mismatch=True)
 
-        # 3. what is really in the index (marks are trusted only with vectors AND fingerprints)
+    def _trusted_state(self) -> tuple[dict[int, tuple[str, str]], set[int], set[int]]:
+        """3. What is really in the index: (trusted marks, keys with vectors, keys with fingerprints).
+
+        A mark (track_key -> (audio_sig, model_id)) is trusted only when the track has
+        vectors AND fingerprints AND descriptors; the others are unmarked so the track is
+        embedded again.  Sets ``marked``, ``present`` and ``failures`` (``--rebuild``
+        forgets marks and remembered failures).
+        """
+        opts, report, cat = self.opts, self.report, self.catalogue
         state = cat.indexed_state()
-        milvus_keys = _quietly(store.all_track_keys)
-        fp_keys = fp.track_keys()
+        milvus_keys = _quietly(self.store.all_track_keys)
+        fp_keys = self.fp.track_keys()
         if opts.rebuild:
             report.recreated = True
             report.recreate_reason = report.recreate_reason or "--rebuild: every track is embedded again"
             cat.unmark_indexed(list(state))
             state = {}
-        described = self.descriptors.keys(backbone_key(model_id))
+        described = self.descriptors.keys(backbone_key(self.model_id))
         untrusted = [k for k in state if k not in milvus_keys or k not in fp_keys or k not in described]
         if untrusted:
             log.info("%d indexed marks have no vectors, fingerprints or descriptors; re-embedding them",
@@ -334,8 +364,16 @@ class _Build:
         self.marked = set(state)
         self.present = milvus_keys | fp_keys
         self.failures = {} if opts.rebuild else json.loads(cat.get_meta(FAILURES_META, "{}") or "{}")
+        return state, milvus_keys, fp_keys
 
-        # 4. what needs doing
+    def _plan(self, tracks: dict[str, Track], match: MatchResult, state: dict[int, tuple[str, str]],
+              ) -> tuple[dict[int, tuple[str, Path]], list[tuple[int, str, Path, str]]]:
+        """4. What needs doing: (track_key -> (track_id, file) for every matched row, the items to embed).
+
+        A file whose signature and model match its mark is skipped; so is one that failed
+        before with the same signature and model.  Failures of rows no longer matched are forgotten.
+        """
+        report, model_id = self.report, self.model_id
         desired: dict[int, tuple[str, Path]] = {tracks[tid].track_key: (tid, p) for tid, p in match.matched.items()}
         todo: list[tuple[int, str, Path, str]] = []
         for key, (tid, path) in desired.items():
@@ -354,29 +392,20 @@ class _Build:
             todo.append((key, tid, path, sig))
         self.failures = {k: v for k, v in self.failures.items() if int(k) in desired}
         report.to_embed = len(todo)
+        return desired, todo
 
-        # 5. removals: audio gone, row gone, or leftovers of a crash
-        # rows placed by their Spotify features (no audio) are the similarity step's to keep or drop
+    def _remove_stale(self, tracks: dict[str, Track], desired: dict[int, tuple[str, Path]],
+                      state: dict[int, tuple[str, str]], present: set[int], fp_keys: set[int]) -> None:
+        """5. Queue removals: audio gone, row gone, or leftovers of a crash (``present``: vectors or fingerprints).
+
+        Rows placed by their Spotify features (no audio) are the similarity step's to keep or drop.
+        """
         by_features = {t.track_key for t in tracks.values() if t.audio_features} - set(desired)
-        remove = (set(state) | milvus_keys | fp_keys) - set(desired) - (by_features - set(state) - fp_keys)
+        remove = (set(state) | present) - set(desired) - (by_features - set(state) - fp_keys)
         if remove:
-            report.removed = len(remove & set(state)) or 0
+            self.report.removed = len(remove & set(state)) or 0
             log.info("removing %d tracks whose audio or row is gone", len(remove))
             self.pending_deletes.extend(remove)
-        gone_rows = old_keys - new_keys
-        self._flush()
-        if gone_rows:
-            cat.delete_tracks(gone_rows)
-        cat.set_meta(FAILURES_META, json.dumps(self.failures))
-
-        # 6. embed
-        log.info("%d tracks to embed, %d unchanged, %d workers", len(todo), report.skipped_unchanged, self.workers)
-        self._embed_all(todo)
-        self._flush()
-        cat.set_meta(FAILURES_META, json.dumps(self.failures))
-        cat.set_meta("built_at", datetime.now(UTC).isoformat(timespec="seconds"))
-        cat.set_meta("model_id", model_id)
-        cat.set_meta("backbone", report.backbone)
 
     # ---- embedding loop -----------------------------------------------------------
 

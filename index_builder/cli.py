@@ -13,20 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from engine.errors import SynestheteError
 from engine.settings import Settings
-
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USER_ERROR = 2
-
-#: error kinds that are the user's to fix
-USER_KINDS = {"build_input", "build_locked", "index_in_use", "store_locked", "demo_unavailable", "model_mismatch"}
+from engine.startup import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, add_common_args, run_console
 
 #: subcommands implemented by other modules: name -> (module, help)
 _DELEGATED = {
@@ -53,7 +45,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     p = argparse.ArgumentParser(prog="synesthete-index", description="Build and maintain the Synesthete index.")
     p.add_argument("--data-dir", type=Path, help="data directory (default: SYNESTHETE_DATA_DIR)")
     p.add_argument("--uri", help="Milvus URI (default: milvus-lite file in the data directory)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    add_common_args(p)
     sub = p.add_subparsers(dest="cmd", required=True)
     handlers: dict[str, Callable] = {}
 
@@ -78,15 +70,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
             sp.add_argument("rest", nargs=argparse.REMAINDER)
         handlers[name] = getattr(mod, "main", None)
     return p, handlers
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    s = Settings.from_env()
-    if args.data_dir:
-        s = s.replace(data_dir=args.data_dir.expanduser())
-    if args.uri:
-        s = s.replace(milvus_uri=args.uri)
-    return s
 
 
 def _cmd_build(args: argparse.Namespace, settings: Settings) -> int:
@@ -127,38 +110,30 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser, handlers = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _run(args: argparse.Namespace, settings: Settings, handlers: dict[str, Callable]) -> int:
     if getattr(args, "_missing", None):
         print(f"error: {args._missing}", file=sys.stderr)
         return EXIT_INTERNAL
     try:
-        settings = _settings(args)
         if args.cmd == "build":
             return _cmd_build(args, settings)
         if args.cmd == "demo":
             return _cmd_demo(args, settings)
-        fn = handlers.get(args.cmd)
-        if fn is None:
-            print(f"error: {_DELEGATED[args.cmd][0]} has no main(args)", file=sys.stderr)
-            return EXIT_INTERNAL
-        rc = fn(args)
-        return int(rc or 0)
-    except SynestheteError as exc:
-        logging.getLogger("index_builder").debug("error detail", exc_info=True)
-        print(f"error: {exc.user_message}", file=sys.stderr)
-        if args.verbose:
-            print(f"detail: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR if exc.kind in USER_KINDS else EXIT_INTERNAL
     except KeyboardInterrupt:
         print("interrupted; what was finished is kept, run the same command again to continue", file=sys.stderr)
-        return 130
-    except ValueError as exc:  # bad settings values
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return EXIT_INTERRUPTED
+    fn = handlers.get(args.cmd)
+    if fn is None:
+        print(f"error: {_DELEGATED[args.cmd][0]} has no main(args)", file=sys.stderr)
+        return EXIT_INTERNAL
+    return int(fn(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, handlers = build_parser()
+    return run_console("synesthete-index", parser, lambda a, s: _run(a, s, handlers), argv,
+                       overrides=lambda a: {"data_dir": a.data_dir.expanduser() if a.data_dir else None,
+                                            "milvus_uri": a.uri})
 
 
 if __name__ == "__main__":  # pragma: no cover

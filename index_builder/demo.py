@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import SynestheteError
+from engine.fileio import atomic_write_bytes, atomic_write_text
 from engine.settings import Settings
 
 from .report import BuildReport
@@ -214,20 +216,20 @@ def select_tracks(candidates: dict[DemoPackage, list[Path]], n_tracks: int,
 
 
 def write_csv(tracks: Sequence[DemoTrack], path: Path) -> bool:
-    """Kaggle-layout CSV; returns whether the content changed (atomic replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(KAGGLE_COLUMNS)
-        for t in tracks:
-            w.writerow([t.genre, t.artist, t.name, t.track_id, t.popularity, int(round(t.duration_s * 1000))])
-    new = tmp.read_bytes()
+    """Kaggle-layout CSV; returns whether the content changed.
+
+    An unchanged file is not rewritten (its mtime stays, so a rerun stays incremental);
+    a changed one is replaced atomically (:mod:`engine.fileio`).
+    """
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(KAGGLE_COLUMNS)
+    for t in tracks:
+        w.writerow([t.genre, t.artist, t.name, t.track_id, t.popularity, int(round(t.duration_s * 1000))])
+    new = buf.getvalue().encode("utf-8")
     changed = not path.exists() or path.read_bytes() != new
     if changed:
-        os.replace(tmp, path)
-    else:
-        tmp.unlink()
+        atomic_write_bytes(path, new)
     return changed
 
 
@@ -288,13 +290,12 @@ def make_voice_note(track: DemoTrack, out: Path, settings: Settings, seconds: fl
     audio = decode(track.path, sr, limits_from_settings(settings, for_catalogue=True)).samples
     start = int(min(max(0.0, len(audio) / sr / 3), max(0.0, len(audio) / sr - seconds)) * sr)
     x = degrade_like_phone(audio[start : start + int(seconds * sr)], sr)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.ogg")
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(sr), "-ac", "1",
-                    "-i", "pipe:", "-c:a", "libopus", "-b:a", "24k", "-application", "voip", "-ac", "1",
-                    str(tmp)], input=np.ascontiguousarray(x, "<f4").tobytes(), check=True,
-                   capture_output=True, timeout=120)
-    os.replace(tmp, out)
+    # encoded to stdout (a few tens of kB), then written atomically (engine.fileio)
+    ogg = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "f32le", "-ar", str(sr), "-ac", "1",
+                          "-i", "pipe:", "-c:a", "libopus", "-b:a", "24k", "-application", "voip", "-ac", "1",
+                          "-f", "ogg", "pipe:1"], input=np.ascontiguousarray(x, "<f4").tobytes(), check=True,
+                         capture_output=True, timeout=120).stdout
+    atomic_write_bytes(out, ogg)
     return out
 
 
@@ -335,5 +336,5 @@ def run_demo(settings: Settings, n_tracks: int = 36, workers: int | None = None,
     marker = demo_dir / "voice_note.track"
     if changed or not note.exists() or not marker.exists() or marker.read_text().strip() != chosen.track_id:
         make_voice_note(chosen, note, settings)
-        marker.write_text(chosen.track_id + "\n")
+        atomic_write_text(marker, chosen.track_id + "\n")
     return DemoResult(demo_dir / "tracks.csv", demo_dir / "audio", note, chosen, tracks, report)

@@ -23,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.catalogue import Track, _tag_metadata, fold, iter_audio_files, parse_artist_title
+from engine.catalogue import Track, fold
+
+from .ingest import iter_audio_files, parse_artist_title, tag_metadata
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ def match_files(
     tracks: Mapping[str, Track],
     files: Iterable[Path],
     *,
-    read_tags: TagReader | None = _tag_metadata,
+    read_tags: TagReader | None = tag_metadata,
     tag_threads: int = 4,
 ) -> MatchResult:
     """Match ``files`` to ``tracks`` (keyed by track_id); see the module docstring for the rules."""

@@ -14,7 +14,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
+    settings = Settings.from_env(env_file=getattr(args, "env_file", ".env"))
     if getattr(args, "data_dir", None):
         settings = settings.replace(data_dir=Path(args.data_dir))
     if settings.torch_threads > 0:

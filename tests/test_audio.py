@@ -77,6 +77,51 @@ def test_stereo_and_other_rates_are_downmixed(tmp_path: Path) -> None:
     assert abs(peaks[0] - 440) < 2 and abs(peaks[1] - 660) < 2
 
 
+def _encode_stereo(left: np.ndarray, right: np.ndarray, path: Path, codec_args: list[str] | None = None) -> Path:
+    inter = np.stack([left, right], axis=1).reshape(-1)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", str(audiogen.SR), "-ac", "2", "-i", "pipe:",
+                    *(codec_args or []), str(path)], input=inter.astype("<f4").tobytes(), check=True)
+    return path
+
+
+@pytest.mark.parametrize("codec", [[], FORMATS["mp3"], FORMATS["m4a"], ["-c:a", "aac", "-b:a", "64k"]])
+def test_silence_with_a_dc_offset_is_silence(tmp_path: Path, codec: list[str]) -> None:
+    """A constant level, or -75 dBFS hiss riding on +0.25 or -0.1, is no signal: refused as silent."""
+    n = audiogen.SR * 8
+    hiss = np.random.default_rng(0).standard_normal(n).astype(np.float32) * 10 ** (-75 / 20)
+    ext = {"libmp3lame": "mp3", "aac": "m4a"}.get(codec[1] if codec else "", "wav")
+    for i, x in enumerate((np.full(n, 0.25, np.float32), 0.25 + hiss, hiss - 0.1)):
+        path = audiogen.encode(x, tmp_path / f"dc{i}.{ext}", codec_args=codec)
+        with pytest.raises(TooShortAudioError):
+            decode(path, 16000)
+
+
+@pytest.mark.parametrize("ext", ["wav", "m4a"])
+def test_music_with_a_dc_offset_is_kept_without_the_offset(tmp_path: Path, music: np.ndarray, ext: str) -> None:
+    out = decode(audiogen.encode(music * 0.5 + 0.3, tmp_path / f"dc_music.{ext}", codec_args=FORMATS[ext]), 16000)
+    assert abs(float(out.samples.mean())) < 1e-3
+    assert abs(out.duration_s - 12.0) < 0.15 and out.active_seconds > 10.0
+
+
+@pytest.mark.parametrize("ext", ["wav", "m4a"])
+def test_stereo_whose_channels_cancel_uses_one_channel(tmp_path: Path, music: np.ndarray, ext: str) -> None:
+    """A mono source stored with one channel inverted: the mix is silence, each channel is music."""
+    path = _encode_stereo(music, -music, tmp_path / f"cancel.{ext}", FORMATS[ext])
+    out = decode(path, 16000)
+    assert abs(out.duration_s - 12.0) < 0.15 and out.active_seconds > 10.0
+    reference = decode(audiogen.encode(music, tmp_path / "mono.wav"), 16000).samples
+    n = min(len(reference), len(out.samples))
+    assert abs(np.corrcoef(reference[:n], out.samples[:n])[0, 1]) > 0.95
+
+
+def test_to_mono_mixes_ordinary_stereo_and_keeps_the_louder_of_cancelling_channels() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((2, 1000)).astype(np.float32)
+    assert np.allclose(audio.to_mono(np.stack([a, b])), (a + b) / 2)
+    assert np.allclose(audio.to_mono(np.stack([0.5 * a, -0.45 * a])), 0.5 * a)  # mix 20 dB+ down
+    assert np.allclose(audio.to_mono(np.stack([a, 0 * a])), a / 2)  # one silent channel: still a mix
+
+
 def test_empty(tmp_path: Path) -> None:
     with pytest.raises(EmptyAudioError):
         decode(b"", 16000)

@@ -73,14 +73,15 @@ def test_prepare_catalogue_writes_kaggle_csv_and_links(tmp_path: Path, monkeypat
     assert len(links) == 6 and all(p.is_symlink() for p in links)
     assert {p.resolve() for p in links} == {t.path.resolve() for t in tracks}
     # the catalogue reader accepts it; links go to a Spotify search
-    from engine.catalogue import read_kaggle_csv
+    from index_builder.ingest import read_kaggle_csv
 
     res = read_kaggle_csv(demo_dir / "tracks.csv", spotify_ids=False)
     assert not res.problems and len(res.tracks) == 6
     assert all("/search/" in t.link for t in res.tracks.values())
-    # a rerun changes nothing
+    # a rerun changes nothing; the atomic writes leave no temp files
     _, changed = prepare_catalogue(demo_dir, 6, pkgs, files_for=files.__getitem__)
     assert not changed
+    assert not list(demo_dir.glob("*.tmp"))
 
 
 def test_no_apt_is_a_clear_error(monkeypatch) -> None:

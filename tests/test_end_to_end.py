@@ -133,7 +133,7 @@ async def test_async_api_runs_off_the_loop(catalogue, service: SynestheteService
     import asyncio
 
     _, audio, ids = catalogue
-    note = degraded_excerpt(audio / f"{ids[3]}.mp3", tmp_path / "a.ogg", 5.0, 8.0, seed=3)
+    note = degraded_excerpt(audio / f"{ids[3]}.mp3", tmp_path / "a.ogg", 5.0, 10.0, seed=3)
     ticks = 0
 
     async def ticker() -> None:

@@ -1,4 +1,4 @@
-"""index_builder.evaluate: the metric functions and the MFCC baseline."""
+"""index_builder.evaluate and index_builder.evaluation: metrics, MFCC baseline, vote, the whole run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from engine.embed import l2n
 from index_builder import evaluate as E
+from index_builder.evaluation import BASELINE, PRETRAINED, SIMILARITY
+from index_builder.evaluation.baseline import mfcc_stats, standardise
+from index_builder.evaluation.data import limit_per_kind, read_queries, windows
+from index_builder.evaluation.metrics import chance, precision_at_k, topk_hits
+from index_builder.evaluation.vote import combined_ranking, service_decision, vote_ranking
 from tests.audiogen import synthetic_track
 
 
@@ -17,43 +23,61 @@ def test_precision_at_k_on_two_clusters():
     b = rng.normal(size=(6, 4)) * 0.05 + np.array([0, 1, 0, 0])
     v = np.concatenate([a, b])
     labels = [{"x"}] * 6 + [{"y"}] * 6
-    assert E.precision_at_k(v, labels, k=5) == 1.0
+    assert precision_at_k(v, labels, k=5) == 1.0
     # shuffled labels: far from perfect
     mixed = [{"x"}, {"y"}] * 6
-    assert E.precision_at_k(v, mixed, k=5) < 0.7
+    assert precision_at_k(v, mixed, k=5) < 0.7
     # unlabelled items are not scored
-    assert E.precision_at_k(v, labels[:6] + [set()] * 6, k=5) == 1.0
+    assert precision_at_k(v, labels[:6] + [set()] * 6, k=5) == 1.0
     # multi-label: sharing any label counts
     multi = [{"x", "z"}] * 6 + [{"y", "z"}] * 6
-    assert E.precision_at_k(v, multi, k=5) == 1.0
+    assert precision_at_k(v, multi, k=5) == 1.0
 
 
 def test_precision_at_k_excludes_self():
     v = np.eye(3)
-    assert E.precision_at_k(v, [{"a"}, {"b"}, {"c"}], k=2) == 0.0
+    assert precision_at_k(v, [{"a"}, {"b"}, {"c"}], k=2) == 0.0
 
 
 def test_topk_hits():
     ranks = [[1, 2, 3], [4, 5, 6], [7, 8, 9], []]
     truth = [1, 5, 0, 2]
-    h = E.topk_hits(ranks, truth)
+    h = topk_hits(ranks, truth)
     assert h[1] == 0.25 and h[5] == 0.5
 
 
 def test_chance_of_balanced_labels():
     labels = [{"a"}] * 5 + [{"b"}] * 5
-    assert abs(E._chance(labels) - 4 / 9) < 1e-9
+    assert abs(chance(labels) - 4 / 9) < 1e-9
+
+
+def test_queries_read_and_limited_per_kind(tmp_path):
+    (tmp_path / "queries.csv").write_text("query_file,kind,track_id,offset_s\n"
+                                          "q/a.wav,clean10,t1,6.0\nq/b.wav,clean10,t2,\nq/c.wav,phone10,t1,3\n")
+    qs = read_queries(tmp_path / "queries.csv")
+    assert [q.path for q in qs] == [tmp_path / "q" / n for n in ("a.wav", "b.wav", "c.wav")]
+    assert qs[0].offset_s == 6.0 and np.isnan(qs[1].offset_s)
+    assert [q.path.name for q in limit_per_kind(qs, 1)] == ["a.wav", "c.wav"]
+    assert limit_per_kind(qs, None) == qs
+
+
+def test_windows_centre_on_queries_and_merge():
+    # a 9-s window around each query (its middle is offset + 5 s), on a 3-s grid
+    assert windows([10.0], 9.0, 3.0, lambda: 100.0) == [(3, 3)]
+    assert windows([10.0, 12.0], 9.0, 3.0, lambda: 100.0) == [(3, 4)]
+    assert windows([10.0, 40.0], 9.0, 3.0, lambda: 100.0) == [(3, 3), (13, 3)]
+    assert windows([float("nan")], 9.0, 3.0, lambda: 60.0) == [(8, 3)]  # no query: the middle
 
 
 def test_vote_ranking_finds_the_consistent_track():
     rng = np.random.default_rng(1)
-    cat = E.l2n(rng.normal(size=(30, 8)))
+    cat = l2n(rng.normal(size=(30, 8)))
     owner = np.repeat(np.arange(3), 10)
     times = np.tile(np.arange(10) * 3.0, 3).astype(np.float32)
     # a query = segments 4..7 of track 1, slightly noisy, at 1.5-s hop (each catalogue patch twice)
-    q = E.l2n(np.repeat(cat[14:18], 2, axis=0) + rng.normal(size=(8, 8)) * 0.05)
+    q = l2n(np.repeat(cat[14:18], 2, axis=0) + rng.normal(size=(8, 8)) * 0.05)
     qt = np.arange(8) * 1.5
-    votes = E.vote_ranking(q, qt, cat, owner, times, 3.0, 5)
+    votes = vote_ranking(q, qt, cat, owner, times, 3.0, 5)
     assert votes[0][0] == 1 and abs(votes[0][2] - 12.0) <= 3.0
 
 
@@ -62,15 +86,20 @@ def test_service_decision_uses_the_service_rule():
     from engine.settings import Settings
 
     rng = np.random.default_rng(3)
-    cat = E.l2n(rng.normal(size=(30, 8)))
+    cat = l2n(rng.normal(size=(30, 8)))
     table = (cat, np.repeat(np.arange(3), 10), np.tile(np.arange(10) * 3.0, 3).astype(np.float32))
-    q = E.l2n(np.repeat(cat[14:18], 2, axis=0) + rng.normal(size=(8, 8)) * 0.01)
+    q = l2n(np.repeat(cat[14:18], 2, axis=0) + rng.normal(size=(8, 8)) * 0.01)
     qt = (np.arange(8) * 1.5).astype(np.float32)
     s = Settings()
+    votes = vote_ranking(q, qt, *table, s.segment_hop_s, 1)
     fp_sure = [SimpleNamespace(track_key=2, confidence=0.95, offset_s=0.0, score=50)]
-    assert E.service_decision(fp_sure, q, qt, table, s, trained=True) == 2
-    assert E.service_decision([], q, qt, table, s, trained=True) == 1
-    assert E.combined_ranking(None, fp_sure, [(1, 0.9, 0.0)]) == [2, 1]
+    thr = s.identify_threshold
+    assert service_decision(fp_sure, votes, len(q), threshold=thr, trained=True) == 2
+    assert service_decision([], votes, len(q), threshold=thr, trained=True) == 1
+    # the untrained head's vote never answers alone; one segment casts no vote
+    assert service_decision([], votes, len(q), threshold=thr, trained=False) is None
+    assert service_decision([], votes, 1, threshold=thr, trained=True) is None
+    assert combined_ranking(None, fp_sure, [(1, 0.9, 0.0)]) == [2, 1]
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +110,14 @@ def songs():
 
 def test_mfcc_baseline_identifies_an_excerpt(songs):
     sr, tracks = songs
-    cat = np.stack([E.mfcc_stats(t, sr) for t in tracks])
+    cat = np.stack([mfcc_stats(t, sr) for t in tracks])
     assert cat.shape == (3, 78) and np.all(np.isfinite(cat))
-    q = np.stack([E.mfcc_stats(t[5 * sr: 15 * sr], sr) for t in tracks])
-    c, qq = E.standardise(cat, q)
-    sims = E.l2n(qq) @ E.l2n(c).T
+    q = np.stack([mfcc_stats(t[5 * sr: 15 * sr], sr) for t in tracks])
+    c, qq = standardise(cat, q)
+    sims = l2n(qq) @ l2n(c).T
     assert list(np.argmax(sims, axis=1)) == [0, 1, 2]
     # short audio is padded, not an error
-    assert E.mfcc_stats(tracks[0][:100], sr).shape == (78,)
+    assert mfcc_stats(tracks[0][:100], sr).shape == (78,)
 
 
 def test_main_end_to_end_on_a_tiny_corpus(tmp_path, monkeypatch, capsys):
@@ -123,7 +152,7 @@ def test_main_end_to_end_on_a_tiny_corpus(tmp_path, monkeypatch, capsys):
     assert E.main(args) == 0
     rep = json.loads(out.read_text())
     res = rep["results"]
-    assert set(res) == {"fingerprint", "musicnn", "combined", E.PRETRAINED, E.SIMILARITY, E.BASELINE}
+    assert set(res) == {"fingerprint", "musicnn", "combined", PRETRAINED, SIMILARITY, BASELINE}
     assert res["fingerprint"]["clean10_top1"] == 1.0
     assert res["combined"]["clean10_top1"] == 1.0
     assert 0.0 <= res["musicnn"]["p5_artist"] <= 1.0 and "p5_genre_x_baseline" in res["musicnn"]

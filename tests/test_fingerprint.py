@@ -263,3 +263,65 @@ def test_candidate_budget_keeps_the_rarest_hashes(tracks: dict[int, np.ndarray],
     limited.close()
     idx.close()
 
+
+
+# ---- speed changes (engine.fingerprint.speed) ----------------------------------------------
+
+
+def test_speed_variants_grid() -> None:
+    from engine.fingerprint.speed import speed_variants
+
+    assert speed_variants(0) == (1.0,)
+    assert speed_variants(1.0) == (1.0,)
+    assert speed_variants(3) == (1.0, 0.985, 1.015, 0.97, 1.03)
+    six = speed_variants(6)
+    assert len(six) == 9 and min(six) == 0.94 and max(six) == 1.06
+
+
+def test_change_speed_scales_duration_and_pitch() -> None:
+    from engine.fingerprint.speed import change_speed
+
+    t = np.arange(4 * SR) / SR
+    x = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    y = change_speed(x, 1.04)
+    assert abs(len(y) - len(x) / 1.04) <= 2
+    freqs = np.fft.rfftfreq(len(y), 1 / SR)
+    assert abs(freqs[np.argmax(np.abs(np.fft.rfft(y)))] - 1040) < 2
+
+
+@pytest.mark.parametrize("speed", [0.96, 1.04])
+def test_a_recording_played_4_percent_off_is_recognised_only_with_speed_variants(
+        index: FingerprintIndex, tracks: dict[int, np.ndarray], speed: float) -> None:
+    from engine.fingerprint.speed import NOMINAL_ONLY, change_speed, match_any_speed, speed_variants
+
+    for key in (104, 119):
+        query = change_speed(excerpt(tracks[key], 9.0, 9.0), speed)
+        plain = match_any_speed(index, query, SR, variants=NOMINAL_ONLY)
+        assert not plain or plain[0].confidence < 0.5  # exact landmarks miss it (documented limit)
+        found = match_any_speed(index, query, SR, variants=speed_variants(6))
+        assert found[0].track_key == key and found[0].confidence >= 0.8
+        assert abs(found[0].offset_s - 9.0) < 0.2  # in the catalogue track's time
+
+
+def test_speed_variants_say_nothing_about_unknown_music(index: FingerprintIndex) -> None:
+    from engine.fingerprint.speed import match_any_speed, speed_variants
+
+    for seed in (999_998, 999_997):
+        other = synthetic_track(seed=seed, seconds=8.0, sr=SR)
+        res = match_any_speed(index, other, SR, variants=speed_variants(10))
+        assert not res or res[0].confidence < 0.5
+
+
+def test_speed_variants_stop_at_the_first_confident_answer(index: FingerprintIndex,
+                                                           tracks: dict[int, np.ndarray]) -> None:
+    from engine.fingerprint.speed import match_any_speed, speed_variants
+
+    class Counting:
+        calls = 0
+
+        def match(self, audio, sr, top_k=5):
+            Counting.calls += 1
+            return index.match(audio, sr, top_k)
+
+    match_any_speed(Counting(), excerpt(tracks[101], 3.0), SR, variants=speed_variants(6))
+    assert Counting.calls == 1  # the recording at its own speed was enough: no variant paid for

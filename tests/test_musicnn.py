@@ -200,7 +200,7 @@ def test_bad_cache_is_reconverted(
         assert second.model_id == model_id  # content hash: stable across conversions
     assert "reconverting" in caplog.text
     assert second.sidecar_path.read_text() == good_sidecar
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temp files
 
 
 def test_mtt_weights(tmp_path: Path) -> None:

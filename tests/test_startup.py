@@ -1,22 +1,102 @@
-"""The start-up helpers shared by synesthete-bot and synesthete-web."""
+"""The one start-up of the four console scripts: settings, exit codes, one line per problem."""
 
 from __future__ import annotations
 
-from engine.startup import BUILD_HINT, MODEL_HINT, load_settings, open_service
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from bot import main as bot_main
+from engine import cli as engine_cli
+from engine.errors import NotAudioError, StoreError
+from engine.settings import Settings
+from engine.startup import (
+    BUILD_HINT,
+    EXIT_INTERNAL,
+    EXIT_USER_ERROR,
+    MODEL_HINT,
+    add_common_args,
+    open_service,
+    run_console,
+)
+from index_builder import cli as index_cli
+from web import main as web_main
+
+SCRIPTS = {
+    "synesthete": (engine_cli.main, ["about"]),
+    "synesthete-index": (index_cli.main, ["build", "--audio", "nowhere"]),
+    "synesthete-bot": (bot_main.main, []),
+    "synesthete-web": (web_main.main, []),
+}
 
 
-def test_bad_setting_is_printed_and_gives_none(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setenv("SYNESTHETE_WORKERS", "many")
-    assert load_settings("prog", str(tmp_path / "none.env")) is None
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+@pytest.mark.parametrize("key, value, says", [
+    ("SYNESTHETE_WORKERS", "abc", "must be a whole number"),
+    ("SYNESTHETE_WORKERS", "0", "must be at least 1"),
+    ("SYNESTHETE_BACKBONE", "vgg", "use one of musicnn, openl3, logmel"),
+    ("SYNESTHETE_SIMILARITY_METHOD", "pca", "use one of pooled, lda, off"),
+    ("SYNESTHETE_WEB_TRUST_FORWARDED", "maybe", "must be true or false"),
+    ("SYNESTHETE_IDENTIFY_THRESHOLD", "1.5", "must be between 0 and 1"),
+])
+def test_a_bad_setting_is_one_line_and_exit_2_in_every_script(tmp_path, monkeypatch, capsys, script, key, value,
+                                                               says) -> None:
+    monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
+    main, argv = SCRIPTS[script]
+    assert main(["--env-file", str(tmp_path / "none.env"), *argv]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
-    assert err.startswith("prog: ") and "SYNESTHETE_WORKERS" in err
+    assert err.count("\n") == 1 and err.startswith(f"{script}: setting {key}=") and value in err and says in err
 
 
-def test_missing_index_says_build_first(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path / "empty"))
-    monkeypatch.setenv("SYNESTHETE_BACKBONE", "logmel")
-    settings = load_settings("prog", str(tmp_path / "none.env"))
-    assert settings is not None
+def test_the_env_file_is_read_and_the_environment_wins(tmp_path, monkeypatch) -> None:
+    env = tmp_path / "x.env"
+    env.write_text("SYNESTHETE_TOP_K=7\nSYNESTHETE_WORKERS=abc\n")
+    monkeypatch.setenv("SYNESTHETE_WORKERS", "3")
+    seen: list[Settings] = []
+    parser = argparse.ArgumentParser()
+    add_common_args(parser)
+    rc = run_console("prog", parser, lambda a, s: seen.append(s), ["--env-file", str(env)])
+    assert rc == 0 and seen[0].top_k == 7 and seen[0].workers == 3
+
+
+@pytest.mark.parametrize("exc, code", [(NotAudioError("x"), EXIT_USER_ERROR), (StoreError("x"), EXIT_INTERNAL),
+                                       (RuntimeError("boom"), EXIT_INTERNAL)])
+def test_errors_end_in_one_sentence_and_their_exit_code(tmp_path, capsys, exc, code) -> None:
+    def body(args, settings):
+        raise exc
+
+    parser = argparse.ArgumentParser()
+    assert run_console("prog", parser, body, []) == code
+    err = capsys.readouterr().err
+    assert err.startswith("prog: ") and "Traceback" not in err
+
+
+def test_a_flag_that_breaks_a_setting_is_refused_like_the_environment(capsys) -> None:
+    assert web_main.main(["--port", "70000", "--env-file", "none.env"]) == EXIT_USER_ERROR
+    assert "SYNESTHETE_WEB_PORT=70000" in capsys.readouterr().err
+
+
+def test_settings_made_in_code_are_validated_too() -> None:
+    with pytest.raises(ValueError, match="SYNESTHETE_BOT_WATCH_MODE"):
+        Settings(bot_watch_mode="everything")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="SYNESTHETE_TOP_K"):
+        Settings().replace(top_k=0)
+
+
+def test_the_installed_command_prints_no_traceback(tmp_path) -> None:
+    """The issue's own reproduction: ``SYNESTHETE_WORKERS=abc synesthete about``."""
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "about"], capture_output=True, text=True, timeout=120,
+                          env={"SYNESTHETE_WORKERS": "abc", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                          cwd=tmp_path)
+    assert proc.returncode == EXIT_USER_ERROR
+    assert "Traceback" not in proc.stderr and "SYNESTHETE_WORKERS='abc'" in proc.stderr
+
+
+def test_missing_index_says_build_first(tmp_path, capsys) -> None:
+    settings = Settings(data_dir=tmp_path / "empty", backbone="logmel")
     assert open_service("prog", settings) is None
     err = capsys.readouterr().err
     assert BUILD_HINT in err and "detail:" in err and MODEL_HINT not in err

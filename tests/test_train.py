@@ -1,4 +1,4 @@
-"""index_builder.train on a tiny synthetic catalogue, with a small fast backbone.
+"""index_builder.train and index_builder.training on a tiny synthetic catalogue, with a small fast backbone.
 
 The real backbones (musicnn) cost seconds per minute of audio; the training logic
 (views, cache, loss, checkpoint) does not depend on which backbone it is, so a
@@ -16,6 +16,9 @@ from engine.features.base import Backbone
 from engine.features.melspec import MelSpectrogram
 from engine.head import EmbeddingHead, load_head
 from index_builder import train as T
+from index_builder.training.cache import FeatureCache, ViewConfig, collect_features
+from index_builder.training.data import CatalogueItem, labels_of
+from index_builder.training.loop import TrainConfig, retrieval_accuracy, train_head
 from tests import audiogen
 
 SR = 16000
@@ -52,12 +55,12 @@ class StatsBackbone(Backbone):
 
 
 @pytest.fixture(scope="module")
-def catalogue(tmp_path_factory) -> list[T.CatalogueItem]:
+def catalogue(tmp_path_factory) -> list[CatalogueItem]:
     d = tmp_path_factory.mktemp("cat")
     items = []
     for i in range(8):
         p = audiogen.encode(audiogen.synthetic_track(100 + i, 21.0, sr=SR), d / f"t{i}.wav", sr=SR)
-        items.append(T.CatalogueItem(f"t{i}", p, f"artist{i % 2}", (f"g{i % 2}",)))
+        items.append(CatalogueItem(f"t{i}", p, f"artist{i % 2}", (f"g{i % 2}",)))
     return items
 
 
@@ -67,9 +70,9 @@ def features(catalogue, tmp_path_factory):
 
     data = tmp_path_factory.mktemp("data")
     settings = Settings(data_dir=data)
-    cache = T.FeatureCache(data, StatsBackbone(), settings)
-    vcfg = T.ViewConfig(excerpts=2, excerpt_patches=3, opus=False, seed=0)
-    sigs, clean, views, failed = T.collect_features(catalogue, cache, vcfg, progress=False)
+    cache = FeatureCache(data, StatsBackbone(), settings)
+    vcfg = ViewConfig(excerpts=2, excerpt_patches=3, opus=False, seed=0)
+    sigs, clean, views, failed = collect_features(catalogue, cache, vcfg, progress=False)
     return cache, vcfg, sigs, clean, views, failed
 
 
@@ -84,16 +87,16 @@ def test_features_cached_and_reused(features, catalogue, monkeypatch):
         raise AssertionError("decoded again although cached")
 
     monkeypatch.setattr(cache, "decode", boom)
-    sigs2, _, views2, _ = T.collect_features(catalogue, cache, vcfg, progress=False)
+    sigs2, _, views2, _ = collect_features(catalogue, cache, vcfg, progress=False)
     assert sigs2 == sigs
     np.testing.assert_array_equal(views2[3]["feats"], views[3]["feats"])
 
 
 def test_training_learns_and_is_deterministic(features):
     _, _, _, clean, views, _ = features
-    cfg = T.TrainConfig(epochs=8, batch_tracks=8, seed=1)
-    r1 = T.train_head(clean, views, cfg, out_dim=32, progress=False)
-    r2 = T.train_head(clean, views, cfg, out_dim=32, progress=False)
+    cfg = TrainConfig(epochs=8, batch_tracks=8, seed=1)
+    r1 = train_head(clean, views, cfg, out_dim=32, progress=False)
+    r2 = train_head(clean, views, cfg, out_dim=32, progress=False)
     assert r1.history[-1] < r1.history[0]
     assert r1.head.weights_sha256() == r2.head.weights_sha256()
 
@@ -112,17 +115,25 @@ def test_training_learns_and_is_deterministic(features):
         return float(np.mean(own) - np.mean(other))
 
     assert margin(r1.head) > margin(untrained)
-    after = T.retrieval_accuracy(r1.head, clean, views)
-    before = T.retrieval_accuracy(untrained, clean, views)
+    after = retrieval_accuracy(r1.head, clean, views)
+    before = retrieval_accuracy(untrained, clean, views)
     assert after["track_top1"] >= before["track_top1"]
 
 
 def test_supervised_term_runs(features):
     _, _, _, clean, views, _ = features
     labels = np.array([0, 1] * 4)
-    r = T.train_head(clean, views, T.TrainConfig(epochs=2, supervised="artist", seed=0), labels=labels,
+    r = train_head(clean, views, TrainConfig(epochs=2, supervised="artist", seed=0), labels=labels,
                      out_dim=32, progress=False)
     assert "supcon" in r.meta["objective"]
+
+
+def test_labels_of_items():
+    items = [CatalogueItem("a", None, "x", ("rock",)), CatalogueItem("b", None, "", ()),
+             CatalogueItem("c", None, "w", ("pop", "rock"))]
+    assert labels_of(items, "none") is None
+    assert list(labels_of(items, "artist")) == [1, -1, 0]
+    assert list(labels_of(items, "genre")) == [1, -1, 0]
 
 
 def test_main_writes_checkpoint_with_metadata(catalogue, tmp_path, monkeypatch):

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.catalogue import SPOTIFY_FEATURES, read_kaggle_csv
+from engine.catalogue import SPOTIFY_FEATURES
 from engine.service import NOT_HEARD, SynestheteService
 from engine.settings import Settings
 from index_builder.build import BuildOptions, run_build
+from index_builder.ingest import read_kaggle_csv
 from tests import audiogen
 
 N_AUDIO, N_UNHEARD = 32, 8

@@ -10,6 +10,9 @@ into HTTP status codes with the engine's one friendly sentence:
     500 only for a bug of ours, never for bad input.
 
 Error bodies are always ``{"error": {"kind": ..., "message": ...}}``.
+
+``/metrics`` serves Prometheus metrics (web/metrics.py); ``service`` is anything
+that keeps the front-end contract :class:`engine.api.SynestheteAPI`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.api import SynestheteAPI
 from engine.errors import (
     AudioError,
     BusyError,
@@ -35,7 +39,8 @@ from engine.settings import Settings
 
 from . import live
 from .answers import public_answer, public_track
-from .ratelimit import TokenBucket, client_ip
+from .metrics import METRICS, WebMetrics, metrics_middleware
+from .ratelimit import RateLimiter, client_ip, make_limiters
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +66,9 @@ STATUS_BY_KIND: dict[str, int] = {
 RETRY_AFTER_S = {"busy": 2, "query_timeout": 5}
 MAX_K = 25
 
-SERVICE = web.AppKey("service", Any)
+SERVICE = web.AppKey("service", SynestheteAPI)
 SETTINGS = web.AppKey("settings", Settings)
-LIMITS = web.AppKey("limits", dict)
+LIMITS = web.AppKey("limits", dict[str, RateLimiter])
 LIVE = web.AppKey("live", dict)
 
 CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
@@ -154,10 +159,12 @@ async def headers_middleware(request: web.Request, handler):
 # ---- helpers ------------------------------------------------------------------------------
 
 
-def _limit(request: web.Request, bucket: str) -> None:
+async def _limit(request: web.Request, limit: str) -> None:
+    """Count this request against the client's ``limit`` (web/ratelimit.py); 429 when over it."""
     settings = request.app[SETTINGS]
-    wait = request.app[LIMITS][bucket].take(client_ip(request, settings.web_trust_forwarded))
+    wait = await request.app[LIMITS][limit].take(client_ip(request, settings.web_trust_forwarded))
     if wait > 0:
+        request.app[METRICS].rate_limited.labels(limit).inc()
         raise RateLimited(wait)
 
 
@@ -256,17 +263,18 @@ def _flag(request: web.Request, name: str) -> bool:
 
 
 async def recommend(request: web.Request) -> web.Response:
-    _limit(request, "audio")
+    await _limit(request, "audio")
     k = _int_param(request, "k", request.app[SETTINGS].top_k, 1, MAX_K)
     diverse = not _flag(request, "raw")
     filters = _filters(request)  # a bad filter is refused before the upload is read
     data = await read_audio(request)
-    rec = await request.app[SERVICE].arecommend(data, k, diverse, filters)
+    with request.app[METRICS].audio_query("upload"):
+        rec = await request.app[SERVICE].arecommend(data, k, diverse, filters)
     return web.json_response(public_answer(rec))
 
 
 async def similar(request: web.Request) -> web.Response:
-    _limit(request, "search")
+    await _limit(request, "search")
     track_id = request.query.get("track_id", "").strip()
     if not track_id:
         raise BadRequest("missing track_id", user_message="Tell me which track: add ?track_id=…")
@@ -281,7 +289,7 @@ async def similar(request: web.Request) -> web.Response:
 
 
 async def search(request: web.Request) -> web.Response:
-    _limit(request, "search")
+    await _limit(request, "search")
     if "q" not in request.query:
         raise BadRequest("missing q", user_message="Type part of a track name: add ?q=…")
     q = request.query["q"].strip()[:200]
@@ -298,15 +306,17 @@ async def listen(request: web.Request) -> web.StreamResponse:
     state = request.app[LIVE]
     if state["open"] >= max(1, settings.web_live_max_sessions):
         raise BusyError("all live sessions are taken")
-    _limit(request, "audio")
+    await _limit(request, "audio")
     ws = web.WebSocketResponse(max_msg_size=live.MAX_FRAME_BYTES, heartbeat=20.0)
     if not ws.can_prepare(request).ok:
         raise BadRequest("not a websocket request", user_message="This address is for the page's live listening.")
     await ws.prepare(request)
+    metrics = request.app[METRICS]
     state["open"] += 1
     try:
-        session = live.LiveSession(request.app[SERVICE], settings)
-        reason = await live.run_websocket(ws, session, on_error=_ws_error)
+        with metrics.live_sessions.track_inprogress():
+            session = live.LiveSession(request.app[SERVICE], settings, metrics=metrics)
+            reason = await live.run_websocket(ws, session, on_error=_ws_error)
         log.info("live session from %s ended: %s after %.1fs, %d guesses", client_ip(request), reason,
                  session.elapsed, session.guesses)
     finally:
@@ -323,24 +333,31 @@ def _ws_error(exc: Exception) -> dict[str, Any]:
 # ---- the factory --------------------------------------------------------------------------
 
 
-def create_app(service: Any, settings: Settings | None = None) -> web.Application:
-    """The web application over an open :class:`engine.service.SynestheteService`.
+def create_app(service: SynestheteAPI, settings: Settings | None = None, *,
+               rate_limit_storage: str | None = None) -> web.Application:
+    """The web application over an open service (:class:`engine.service.SynestheteService`).
 
     The caller owns the service (opens and closes it); the app never touches the
     environment: everything comes from ``settings`` (default: the service's).
+    ``rate_limit_storage``: a limits storage URI shared by several engine
+    processes (``async+redis://host:6379``); default ``SYNESTHETE_WEB_RATE_LIMIT_STORAGE``,
+    and when that is empty this process's memory.
+    Each app has its own metrics registry, so two apps in one process never clash.
     """
     settings = settings or service.settings
+    metrics = WebMetrics()
     app = web.Application(client_max_size=settings.resolved_web_max_request_bytes,
-                          middlewares=[headers_middleware, errors_middleware])
+                          middlewares=[metrics_middleware, headers_middleware, errors_middleware])
     app[SERVICE] = service
     app[SETTINGS] = settings
-    app[LIMITS] = {
-        "audio": TokenBucket(settings.web_rate_per_minute, settings.web_rate_burst),
-        "search": TokenBucket(settings.web_search_rate_per_minute, settings.web_search_rate_burst),
-    }
+    app[METRICS] = metrics
+    app[LIMITS] = make_limiters(settings.web_rate_per_minute, settings.web_rate_burst,
+                                settings.web_search_rate_per_minute, settings.web_search_rate_burst,
+                                rate_limit_storage or settings.web_rate_limit_storage or None)
     app[LIVE] = {"open": 0}
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics.handler())
     app.router.add_get("/api/config", api_config)
     app.router.add_post("/api/recommend", recommend)
     app.router.add_get("/api/similar", similar)

@@ -41,9 +41,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from engine.api import SynestheteAPI
 from engine.errors import (
     BusyError,
     CorruptAudioError,
@@ -55,6 +57,7 @@ from engine.service import Recommendation
 from engine.settings import Settings
 
 from .answers import public_answer
+from .metrics import WebMetrics
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +105,12 @@ class LiveSession:
     both drive it): ``add(chunk)`` then ``await guess()``.
     """
 
-    def __init__(self, service: Any, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, service: SynestheteAPI, settings: Settings, clock: Callable[[], float] = time.monotonic,
+                 *, metrics: WebMetrics | None = None) -> None:
         self.service = service
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics  # None: not counted (the benchmark drives sessions without an app)
         self.buffer = bytearray()
         self.max_bytes = settings.max_upload_bytes
         self.started_at: float | None = None
@@ -142,7 +147,8 @@ class LiveSession:
         self.guessed_bytes = len(data)
         self.guesses += 1
         try:
-            rec = await self.service.arecommend(data)
+            with self.metrics.audio_query("live") if self.metrics is not None else nullcontext():
+                rec = await self.service.arecommend(data)
         except (TooShortAudioError, EmptyAudioError):
             return LiveGuess(self.elapsed, None, False)
         except CorruptAudioError:
@@ -163,108 +169,144 @@ def _rank(g: LiveGuess) -> tuple[int, float]:
     return (1 if ident else 0, g.seconds)
 
 
+class _WebSocketRun:
+    """One live session's WebSocket loop, split by phase: receive, guess, final answer.
+
+    Receiving and guessing overlap: chunks keep arriving while a guess runs, and
+    at most one guess runs at a time.  ``reason`` is why the session ended;
+    ``done`` means the client has had its last message (or is gone).
+    """
+
+    def __init__(self, ws: Any, session: LiveSession, on_error: Callable[[Exception], dict]) -> None:
+        self.ws = ws
+        self.session = session
+        self.on_error = on_error
+        settings = session.settings
+        self.interval = max(0.5, settings.web_live_interval_s)
+        self.deadline = settings.web_record_seconds + GRACE_S
+        self.send_lock = asyncio.Lock()
+        self.reason = "stopped"
+        self.done = False
+        self.running: asyncio.Task | None = None
+        self.last_guess_at = 0.0
+
+    def end(self, reason: str) -> None:
+        self.done, self.reason = True, reason
+
+    async def send(self, msg: dict) -> None:
+        """Send one JSON message; a client that is gone is not an error."""
+        if self.ws.closed:
+            return
+        async with self.send_lock:
+            try:
+                await self.ws.send_json(msg)
+            except (ConnectionError, RuntimeError):
+                pass
+
+    async def one_guess(self) -> None:
+        """A running guess: tell the client, and end the session once identified or out of time."""
+        session, settings = self.session, self.session.settings
+        try:
+            g = await session.guess()
+        except BusyError as exc:
+            await self.send({"type": "status", "kind": exc.kind, "message": exc.user_message})
+            return
+        except Exception as exc:  # noqa: BLE001 - every error becomes one sentence
+            self.end("error")
+            await self.send(self.on_error(exc))
+            await self.ws.close()
+            return
+        if g.confident:
+            self.end("identified")
+            await self.send(g.message("done", reason="identified"))
+            await self.ws.close()
+        elif g.seconds >= settings.web_record_seconds:
+            self.end("max_seconds")
+            if session.best is None:
+                await self.send(self.on_error(TooShortAudioError("nothing decodable by the end of the recording")))
+            else:
+                await self.send(session.best.message("done", reason="max_seconds"))
+            await self.ws.close()
+        else:
+            await self.send(g.message())
+
+    def maybe_guess(self, now: float) -> None:
+        """Start a guess when none runs, one interval has passed, and there can be enough signal."""
+        if (self.running is None or self.running.done()) and now - self.last_guess_at >= self.interval \
+                and now >= min(self.interval, self.session.settings.min_signal_seconds):
+            self.last_guess_at = now
+            self.running = asyncio.create_task(self.one_guess())
+
+    async def receive(self) -> None:
+        """Take the client's frames until it stops, goes quiet or away, or the session ends."""
+        from aiohttp import WSMsgType
+
+        while not self.done:
+            try:
+                msg = await asyncio.wait_for(self.ws.receive(), timeout=IDLE_TIMEOUT_S)
+            except TimeoutError:
+                self.reason = "idle"
+                return
+            if msg.type == WSMsgType.BINARY:
+                try:
+                    self.session.add(msg.data)
+                except TooLargeAudioError as exc:
+                    self.end("error")
+                    await self.send(self.on_error(exc))
+                    return
+                now = self.session.elapsed
+                self.maybe_guess(now)
+                if now > self.deadline:
+                    self.reason = "max_seconds"
+                    return
+            elif msg.type == WSMsgType.TEXT:
+                if msg.data.strip().lower() in ('{"type":"stop"}', '{"type": "stop"}', "stop"):
+                    self.reason = "stopped"
+                    return
+            else:  # CLOSE, CLOSING, CLOSED, ERROR
+                self.end("closed")
+                return
+
+    async def final_answer(self) -> str | None:
+        """The answer on everything heard, after the client stopped; "error" when there is none to give."""
+        session = self.session
+        if session.has_new_audio or session.best is None:
+            try:
+                g = await session.guess()
+                final = g if g.rec is not None else (session.best or g)
+                if session.best is not None and _rank(session.best) > _rank(final):
+                    final = session.best
+            except Exception as exc:  # noqa: BLE001
+                if session.best is None:
+                    await self.send(self.on_error(exc))
+                    return "error"
+                final = session.best
+        else:
+            final = session.best
+        if final.rec is None:
+            await self.send(self.on_error(TooShortAudioError("stream ended before enough signal")))
+        else:
+            await self.send(final.message("done", reason=self.reason))
+        return None
+
+
 async def run_websocket(ws: Any, session: LiveSession, *, on_error: Callable[[Exception], dict]) -> str:
     """Drive one live session over an open aiohttp WebSocket; returns why it ended.
 
     Receiving and guessing overlap: chunks keep arriving while a guess runs.
     """
-    from aiohttp import WSMsgType
-
-    settings = session.settings
-    interval = max(0.5, settings.web_live_interval_s)
-    deadline = settings.web_record_seconds + GRACE_S
-    send_lock = asyncio.Lock()
-    state = {"reason": "stopped", "done": False}
-    running: asyncio.Task | None = None
-    last_guess_at = 0.0
-
-    async def send(msg: dict) -> None:
-        if ws.closed:
-            return
-        async with send_lock:
-            try:
-                await ws.send_json(msg)
-            except (ConnectionError, RuntimeError):
-                pass
-
-    async def one_guess() -> None:
-        try:
-            g = await session.guess()
-        except BusyError as exc:
-            await send({"type": "status", "kind": exc.kind, "message": exc.user_message})
-            return
-        except Exception as exc:  # noqa: BLE001 - every error becomes one sentence
-            state.update(done=True, reason="error")
-            await send(on_error(exc))
-            await ws.close()
-            return
-        if g.confident:
-            state.update(done=True, reason="identified")
-            await send(g.message("done", reason="identified"))
-            await ws.close()
-        elif g.seconds >= settings.web_record_seconds:
-            state.update(done=True, reason="max_seconds")
-            if session.best is None:
-                await send(on_error(TooShortAudioError("nothing decodable by the end of the recording")))
-            else:
-                await send(session.best.message("done", reason="max_seconds"))
-            await ws.close()
-        else:
-            await send(g.message())
-
+    run = _WebSocketRun(ws, session, on_error)
     try:
-        while not state["done"]:
-            try:
-                msg = await asyncio.wait_for(ws.receive(), timeout=IDLE_TIMEOUT_S)
-            except TimeoutError:
-                state["reason"] = "idle"
-                break
-            if msg.type == WSMsgType.BINARY:
-                try:
-                    session.add(msg.data)
-                except TooLargeAudioError as exc:
-                    state.update(done=True, reason="error")
-                    await send(on_error(exc))
-                    break
-                now = session.elapsed
-                if (running is None or running.done()) and now - last_guess_at >= interval \
-                        and now >= min(interval, settings.min_signal_seconds):
-                    last_guess_at = now
-                    running = asyncio.create_task(one_guess())
-                if now > deadline:
-                    state["reason"] = "max_seconds"
-                    break
-            elif msg.type == WSMsgType.TEXT:
-                if msg.data.strip().lower() in ('{"type":"stop"}', '{"type": "stop"}', "stop"):
-                    state["reason"] = "stopped"
-                    break
-            else:  # CLOSE, CLOSING, CLOSED, ERROR
-                state.update(done=True, reason="closed")
-                break
-        if running is not None and not running.done():
-            await running
-        if not state["done"] and not ws.closed:
-            # the final answer on everything heard
-            if session.has_new_audio or session.best is None:
-                try:
-                    g = await session.guess()
-                    final = g if g.rec is not None else (session.best or g)
-                    if session.best is not None and _rank(session.best) > _rank(final):
-                        final = session.best
-                except Exception as exc:  # noqa: BLE001
-                    if session.best is None:
-                        await send(on_error(exc))
-                        return "error"
-                    final = session.best
-            else:
-                final = session.best
-            if final.rec is None:
-                await send(on_error(TooShortAudioError("stream ended before enough signal")))
-            else:
-                await send(final.message("done", reason=state["reason"]))
+        await run.receive()
+        if run.running is not None and not run.running.done():
+            await run.running
+        if not run.done and not ws.closed:
+            failed = await run.final_answer()
+            if failed is not None:
+                return failed
     finally:
-        if running is not None and not running.done():
-            running.cancel()
+        if run.running is not None and not run.running.done():
+            run.running.cancel()
         if not ws.closed:
             await ws.close()
-    return state["reason"]
+    return run.reason

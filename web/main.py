@@ -12,35 +12,31 @@ import argparse
 import logging
 import sys
 
-from engine.startup import load_settings, open_service
+from engine.settings import Settings
+from engine.startup import EXIT_INTERNAL, EXIT_OK, add_common_args, open_service, run_console, setup_logging
 
 log = logging.getLogger("web")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synesthete-web",
                                 description="Serve the Synesthete web page and JSON API (see docs/web.md).")
     p.add_argument("--host", default=None, help="address to bind (default SYNESTHETE_WEB_HOST = 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default SYNESTHETE_WEB_PORT = 8080)")
-    p.add_argument("--env-file", default=".env", help="settings file read under the real environment")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    args = p.parse_args(argv)
+    add_common_args(p)
+    return p
 
-    settings = load_settings("synesthete-web", args.env_file)
-    if settings is None:
-        return 2
-    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    host = args.host or settings.web_host
-    port = settings.web_port if args.port is None else args.port
 
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
     from .app import create_app
 
     service = open_service("synesthete-web", settings)
     if service is None:
-        return 1
+        return EXIT_INTERNAL
+    host, port = settings.web_host, settings.web_port
     try:
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("listening on %s: reachable from other machines; browsers only allow the microphone "
@@ -51,10 +47,16 @@ def main(argv: list[str] | None = None) -> int:
                     access_log_format='%a "%r" %s %b %Tfs')
     except OSError as exc:
         print(f"synesthete-web: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return EXIT_INTERNAL
     finally:
         service.close()
-    return 0
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_console("synesthete-web", build_parser(), _serve, argv,
+                       overrides=lambda a: {"web_host": a.host, "web_port": a.port},
+                       logging_setup=lambda a, s: setup_logging(getattr(logging, a.log_level.upper(), logging.INFO)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ the index.  So every download is
 * streamed to a temporary file in the destination directory (same file system,
   so the final :func:`os.replace` is atomic and readers never see a partial file),
 * checked against a pinned digest before it is moved into place,
-* removed on *any* failure, including ``KeyboardInterrupt``.
+* removed on *any* failure, including ``KeyboardInterrupt``
+
+(all but the digest check is :func:`engine.fileio.atomic_open`, the project's one
+atomic-write helper).
 
 Two kinds of pin are accepted:
 
@@ -31,9 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import WeightsUnavailableError
+from engine.fileio import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -147,22 +149,16 @@ def fetch_weights(
     except OSError as exc:
         raise WeightsUnavailableError(f"cannot create {dest.parent}: {exc}. {hint}") from exc
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _download(source, out, dest, timeout_s, progress, hint)
-        problems = _mismatches(file_digests(tmp), sha256, git_blob_sha1)
+    # Any failure, Ctrl-C included, leaves neither a partial nor an unverified file (engine.fileio).
+    with atomic_open(dest) as out:
+        _download(source, out, dest, timeout_s, progress, hint)
+        out.flush()
+        problems = _mismatches(file_digests(Path(out.name)), sha256, git_blob_sha1)
         if problems:
             raise WeightsUnavailableError(
                 f"downloaded {source} but it does not match the pinned checksum "
                 f"({'; '.join(problems)}); refusing to install it as {dest}. {hint}"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        # Any failure, Ctrl-C included: never leave a partial or unverified file.
-        tmp.unlink(missing_ok=True)
-        raise
     log.info("installed weights %s from %s", dest, source)
     return dest
 

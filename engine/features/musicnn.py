@@ -41,6 +41,7 @@ from engine.errors import ModelError, WeightsUnavailableError
 from engine.features.base import Backbone, SegmentAnalysis
 from engine.features.melspec import MelSpectrogram
 from engine.features.tf_checkpoint import read_checkpoint
+from engine.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -362,13 +363,6 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    """One atomic-write helper for the project (``engine.fileio``)."""
-    from engine.fileio import atomic_write
-
-    atomic_write(path, write)
-
-
 def musicnn_log_mel(mel: MelSpectrogram, audio: np.ndarray) -> torch.Tensor:
     """``log10(10000 * mel + 1)`` in float32, ``(frames, 96)``: musicnn's input, minus its float16 bug."""
     with torch.inference_mode():
@@ -465,9 +459,9 @@ class MusicnnBackbone(Backbone):
             )
         log.info("converting musicnn %s checkpoint %s -> %s", self.dataset, ckpt, self.cache_path)
         sd = convert_tf_weights(read_checkpoint(ckpt))
-        _atomic_write(self.cache_path, lambda f: torch.save(sd, f))
+        atomic_write(self.cache_path, lambda f: torch.save(sd, f))
         digest = _file_sha256(self.cache_path)
-        _atomic_write(
+        atomic_write(
             self.sidecar_path, lambda f: f.write(f"{digest}  {self.cache_path.name}\n".encode())
         )
         return sd

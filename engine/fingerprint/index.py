@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import StoreError
+from engine.fileio import atomic_write
 from engine.fingerprint.landmarks import FRAMES_PER_S, extract_landmarks
 
 log = logging.getLogger(__name__)
@@ -379,7 +380,13 @@ class FingerprintIndex:
 
     @property
     def snapshot_path(self) -> Path:
+        """The sorted rows: ``<db>.snapshot.npy`` (row 0 is a header: generation, track count)."""
         return self.path.with_name(self.path.name + ".snapshot.npy")
+
+    @property
+    def keys_path(self) -> Path:
+        """The snapshot's sorted track keys (int64): ``<db>.snapshot.npy.keys.npy``."""
+        return self.snapshot_path.with_name(self.snapshot_path.name + ".keys.npy")
 
     def generation(self) -> int:
         row = self._conn().execute("SELECT value FROM meta WHERE key='generation'").fetchone()
@@ -394,7 +401,8 @@ class FingerprintIndex:
         only pages in what it touches (the OS page cache is shared by every query
         process).  The snapshot records the index's write generation and is ignored
         as soon as the SQLite index changes, so it can never serve stale answers.
-        Written to a temp file and renamed: a reader sees the old one or the new one.
+        Both files go through :mod:`engine.fileio`: a reader sees the old file or the
+        new one, and a crash mid-write leaves no half-written file behind.
         """
         conn = self._conn()
         gen = self.generation()
@@ -418,11 +426,10 @@ class FingerprintIndex:
         arr = arr[:pos]
         header = np.zeros(1, dtype=SNAPSHOT_DTYPE)
         header["h"], header["k"], header["t"] = gen & 0xFFFFFFFF, gen >> 32, len(keys)
-        tmp = self.snapshot_path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.concatenate([header, arr]))
-        np.save(self.snapshot_path.with_name(self.snapshot_path.name + ".keys.npy"), keys)
-        tmp.replace(self.snapshot_path)
+        # keys first, then the rows: both atomic, so a crash leaves whole files; a rows file
+        # whose header disagrees with the keys (generation, count) is ignored by readers
+        atomic_write(self.keys_path, lambda fh: np.save(fh, keys))
+        atomic_write(self.snapshot_path, lambda fh: np.save(fh, np.concatenate([header, arr])))
         self._snapshot = None
         log.info("fingerprint snapshot: %d rows, %d tracks, generation %d", pos, len(keys), gen)
         return self.snapshot_path
@@ -438,7 +445,7 @@ class FingerprintIndex:
             return cached[1], cached[2]
         try:
             arr = np.load(self.snapshot_path, mmap_mode="r")
-            keys = np.load(self.snapshot_path.with_name(self.snapshot_path.name + ".keys.npy"))
+            keys = np.load(self.keys_path)
         except (OSError, ValueError):
             return None
         snap_gen = int(arr[0]["h"]) | (int(arr[0]["k"]) << 32)

@@ -1,4 +1,4 @@
-"""Fakes at the edges only: an engine stub behind the REAL async wrappers, an HTTP file
+"""Fakes at the edges only: an engine stub that keeps the front-end contract (engine.api), an HTTP file
 server for attachment downloads, dpytest messages with full attachment payloads, and
 thin Interaction / response / followup objects for slash commands and components."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +20,8 @@ from discord.ext.test import backend as back
 from discord.ext.test import factories as facts
 
 from engine.catalogue import SearchHit, Track, fold
-from engine.errors import TrackNotFoundError
-from engine.service import Identification, Recommendation, ScoredTrack, SynestheteService
+from engine.errors import BusyError, QueryTimeoutError, TrackNotFoundError
+from engine.service import Identification, Recommendation, ScoredTrack
 
 _ids = itertools.count(1)
 
@@ -37,15 +37,18 @@ def make_tracks(n: int = 30) -> list[Track]:
     return out
 
 
-class StubService(SynestheteService):
-    """The real ``a*`` wrappers (executor, slots, timeout) over canned, blocking sync methods."""
+class StubService:
+    """A plain test double of :class:`engine.api.SynestheteAPI`: canned answers from blocking
+    sync methods, behind ``a*`` coroutines that keep the contract's load rules (off the event
+    loop in a thread pool; ``BusyError`` at once when every slot is taken; ``QueryTimeoutError``
+    after ``settings.query_timeout_s``).  It does not subclass the real service: the bot may only
+    rely on the contract, and the real service's conformance is tested on its own."""
 
     def __init__(self, settings: Any, tracks: list[Track] | None = None) -> None:
         self.settings = settings
         self._executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="stub")
         self._light_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stub-light")
-        self._slots = threading.BoundedSemaphore(max(1, settings.workers) * 4)
-        self._async_slots = None
+        self._slots: asyncio.Semaphore | None = None
         self.tracks = tracks or make_tracks()
         self.by_id = {t.track_id: t for t in self.tracks}
         self.calls: list[tuple] = []
@@ -54,8 +57,39 @@ class StubService(SynestheteService):
         self.fail: BaseException | None = None
         self.identify = True
 
+    # ---- the contract's async surface ------------------------------------------------
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, light: bool = False) -> Any:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(max(1, self.settings.workers) * 4)
+        if self._slots.locked():
+            raise BusyError("all query slots are taken")
+        async with self._slots:
+            fut = asyncio.get_running_loop().run_in_executor(self._light_executor if light else self._executor,
+                                                             fn, *args)
+            try:
+                return await asyncio.wait_for(fut, timeout=self.settings.query_timeout_s)
+            except TimeoutError as exc:
+                raise QueryTimeoutError(f"query exceeded {self.settings.query_timeout_s}s") from exc
+
+    async def arecommend(self, source: Any, k: int | None = None, diverse: bool = True,
+                         filters: Any = None) -> Recommendation:
+        return await self._run(self.recommend, source, k, diverse, filters)
+
+    async def asimilar_to(self, track_id: str, k: int | None = None, offset: int = 0, diverse: bool = True,
+                          filters: Any = None) -> Recommendation:
+        return await self._run(self.similar_to, track_id, k, offset, diverse, filters, light=True)
+
+    async def amore_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
+        return await self._run(self.more_by_artist, track_id, k, offset, light=True)
+
+    async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
+        return await asyncio.get_running_loop().run_in_executor(None, self.search_tracks, text, limit)
+
+    # ---- canned blocking work ----------------------------------------------------------
+
     @property
-    def model_id(self) -> str:  # type: ignore[override]
+    def model_id(self) -> str:
         return "stub-backbone:v1+head:abc123"
 
     def close(self) -> None:
@@ -289,3 +323,18 @@ class FakeInteraction:
     @property
     def embeds(self) -> list[discord.Embed]:
         return [s.embed for s in self.sent if s.embed is not None]
+
+
+# ---- reading the bot's metrics back ----------------------------------------------------
+
+
+def queries(bot: Any, flow: str, outcome: str = "ok") -> float:
+    return bot.metrics.sample("synesthete_bot_queries_total", flow=flow, outcome=outcome)
+
+
+def errors(bot: Any, kind: str) -> float:
+    return bot.metrics.sample("synesthete_bot_errors_total", kind=kind)
+
+
+def votes(bot: Any, vote: str) -> float:
+    return bot.metrics.sample("synesthete_bot_feedback_total", vote=vote)

@@ -12,7 +12,8 @@ import pytest
 
 from engine import errors as E
 
-from .fakes import FakeInteraction, FakeUser, attachment_dict, make_attachment, post, sent_messages
+from .fakes import (FakeInteraction, FakeUser, attachment_dict, errors, make_attachment, post, queries,
+                    sent_messages, votes)
 
 AUDIO = b"OggS" + bytes(range(256)) * 100
 
@@ -38,7 +39,7 @@ async def test_recommend_defers_at_once_then_answers(bot, files):
     assert sent.via == "followup" and sent.embed.title.startswith("🎧 Sounds like")
     assert {type(c).__name__ for c in sent.view.children} == {"MoreButton", "ArtistButton", "VoteButton",
                                                               "ReseedSelect"}
-    assert bot.metrics.queries[("recommend", "ok")] == 1
+    assert queries(bot, "recommend", "ok") == 1
 
 
 async def test_more_by_this_artist_answers_with_the_recognised_songs_artist(bot, files):
@@ -53,7 +54,7 @@ async def test_more_by_this_artist_answers_with_the_recognised_songs_artist(bot,
     assert sent.view.answer.results and all(r.track.artist == seed.artist for r in sent.view.answer.results)
     assert bot.service.calls[-1][:2] == ("more_by_artist", seed.track_id)
     assert sent.view.artist is None  # no "more by" under an answer that already is "more by"
-    assert bot.metrics.queries[("artist", "ok")] == 1
+    assert queries(bot, "artist", "ok") == 1
 
 
 async def test_recommend_with_a_non_audio_file_says_so(bot, files):
@@ -75,7 +76,7 @@ async def test_every_engine_error_kind_gives_its_sentence(bot, files, cls, caplo
     (text,) = inter.texts
     assert text.startswith(cls.user_message) and "detail for the log only" not in text
     rid = text.split("(ref `")[1].rstrip("`)")
-    assert bot.metrics.errors[cls.kind] == 1
+    assert errors(bot, cls.kind) == 1
     assert any(rid in r.getMessage() and "detail for the log only" in r.getMessage() for r in caplog.records)
 
 
@@ -84,7 +85,7 @@ async def test_unexpected_exception_is_one_sentence_and_logged(bot, files, caplo
     inter = FakeInteraction(bot)
     await recommend(bot, inter, audio_att(files))
     assert inter.texts[0].startswith(E.SynestheteError.user_message)
-    assert bot.metrics.errors["internal"] == 1
+    assert errors(bot, "internal") == 1
     assert any("failed unexpectedly" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
@@ -118,7 +119,7 @@ async def test_guild_concurrency_cap(make_bot, files):
     assert len(answered) == 1 and len(refused) == 1
     assert refused[0].texts[0].startswith("I'm already listening to 1 song for this server; please try again in ")
     assert other_guild.embeds  # another server is not held up
-    assert bot.metrics.errors["guild_busy"] == 1 and bot.guild_slots.running == {}
+    assert errors(bot, "guild_busy") == 1 and bot.guild_slots.running == {}
 
 
 async def test_concurrent_requests_run_in_parallel(make_bot, files):
@@ -226,7 +227,7 @@ async def test_context_menu_on_message_with_and_without_audio(bot, files):
     inter = FakeInteraction(bot)
     await listen.ctx_menu.callback(inter, voice)
     assert inter.response.deferred and inter.embeds[0].title.startswith("🎧 Sounds like")
-    assert bot.metrics.queries[("context_menu", "ok")] == 1
+    assert queries(bot, "context_menu", "ok") == 1
     assert any(cmd.name == "Find similar songs" for cmd in bot.tree.get_commands(type=listen.ctx_menu.type))
 
 
@@ -253,7 +254,7 @@ async def test_more_like_this_pages_then_reseeds(bot, files):
     click = FakeInteraction(bot, FakeUser(8))
     await view.reseed.callback(click)
     assert click.embeds[0].title == f"🎶 Songs like {pick.title}"
-    assert bot.metrics.queries[("more", "ok")] == 3 and bot.metrics.queries[("reseed", "ok")] == 1
+    assert queries(bot, "more", "ok") == 3 and queries(bot, "reseed", "ok") == 1
 
 
 async def test_more_on_unknown_clip_runs_out_politely(bot, files):
@@ -291,7 +292,7 @@ async def test_feedback_is_stored_with_query_model_and_answer_and_exported(bot, 
     bot.feedback.export(tmp_path / "fb.json")
     data = json.loads((tmp_path / "fb.json").read_text())
     assert {r["vote"] for r in data} == {1} and data[0]["flow"] == "recommend"
-    assert bot.metrics.feedback == {"up": 2, "down": 1}
+    assert votes(bot, "up") == 2 and votes(bot, "down") == 1
 
 
 async def test_help_and_about(bot):

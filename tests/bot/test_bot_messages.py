@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 import discord.ext.test as dpytest
 
-from .fakes import attachment_dict, post, sent_messages
+from .fakes import attachment_dict, errors, post, queries, sent_messages
 
 AUDIO = b"OggS" + bytes(range(256)) * 400  # the stub engine does not decode; bytes must arrive intact
 
@@ -32,7 +32,7 @@ async def test_voice_message_in_dm_gets_sounds_like_and_five_tracks(bot, files):
     # the real streaming download delivered the exact bytes to the engine
     kind, data, k = bot.service.calls[0]
     assert kind == "recommend" and data == AUDIO and k == 15
-    assert bot.metrics.queries[("voice", "ok")] == 1
+    assert queries(bot, "voice", "ok") == 1
 
 
 async def test_audio_attachment_in_watched_channel_gets_reply_with_buttons(bot, files):
@@ -42,7 +42,7 @@ async def test_audio_attachment_in_watched_channel_gets_reply_with_buttons(bot, 
     out = sent_messages()
     assert len(out) == 1 and out[0].embeds and "file song.mp3" in out[0].embeds[0].footer.text
     assert out[0].reference is None or out[0].reference.message_id  # a reply when the backend keeps it
-    assert bot.metrics.queries[("attachment", "ok")] == 1
+    assert queries(bot, "attachment", "ok") == 1
 
 
 async def test_mention_mode_answers_only_mentions(make_bot, files):
@@ -89,7 +89,7 @@ async def test_oversized_file_is_refused_from_metadata_without_download(make_bot
     assert len(out) == 1 and not out[0].embeds
     assert out[0].content.startswith("That file is 12 MB; I can listen to files up to 1 MB")
     assert files.hits == [] and bot.service.calls == []  # nothing was downloaded or decoded
-    assert bot.metrics.errors["too_large"] == 1
+    assert errors(bot, "too_large") == 1
 
 
 async def test_size_that_lies_is_capped_while_streaming(make_bot, files):
@@ -112,7 +112,7 @@ async def test_download_failure_and_timeout_get_one_sentence(make_bot, files):
     out = [m.content for m in sent_messages()]
     assert out[0].startswith("I couldn't download that file from Discord") and "(ref `" in out[0]
     assert out[1].startswith("Downloading that file took too long")
-    assert bot.metrics.errors["download"] == 1 and bot.metrics.errors["download_timeout"] == 1
+    assert errors(bot, "download") == 1 and errors(bot, "download_timeout") == 1
 
 
 async def test_more_attachments_than_allowed(make_bot, files):
@@ -136,7 +136,7 @@ async def test_user_cooldown_says_try_again_once_then_stays_quiet(make_bot, file
     out = sent_messages()
     assert len(out) == 2 and out[0].embeds
     assert out[1].content.startswith("You're going a bit fast for me; please try again in 60 s.")
-    assert bot.metrics.errors["cooldown"] == 2 and len(bot.service.calls) == 1
+    assert errors(bot, "cooldown") == 2 and len(bot.service.calls) == 1
     # another user is not affected
     other = dpytest.get_config().members[1]
     await post(channel, other, "", [attachment_dict(url, "a.ogg", len(AUDIO))])
@@ -152,7 +152,7 @@ async def test_engine_error_in_message_flow_is_one_sentence(bot, files):
     await post(channel, member, "", [attachment_dict(url, "short.ogg", len(AUDIO), voice=True, duration=1.0)])
     (msg,) = sent_messages()
     assert msg.content.startswith(TooShortAudioError.user_message) and msg.content.count("(ref `") == 1
-    assert bot.metrics.queries[("voice", "error")] == 1 and bot.metrics.errors["too_short"] == 1
+    assert queries(bot, "voice", "error") == 1 and errors(bot, "too_short") == 1
 
 
 async def test_messages_from_bots_are_ignored(bot, files):

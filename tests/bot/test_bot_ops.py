@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from bot import main as bot_main
-from bot.client import SynestheteBot, check_bot_settings
+from bot.client import SynestheteBot
 from bot.download import check_size, effective_limit, is_audio_attachment
 from bot.errors import AttachmentTooLargeError
 from bot.utils import redact
@@ -48,12 +48,33 @@ async def test_metrics_and_health_endpoint(make_bot, files):
         async with s.get(base + "/healthz") as r:
             health = await r.json()
             assert r.status == 503 and health["discord_ready"] is False  # not connected to a gateway in tests
-    assert 'synesthete_bot_queries_total{flow="recommend",outcome="ok"} 1' in text
-    assert 'synesthete_bot_queries_total{flow="recommend",outcome="error"} 1' in text
-    assert 'synesthete_bot_errors_total{kind="too_large"} 1' in text
-    assert 'synesthete_bot_query_seconds_bucket{flow="recommend",le="+Inf"} 2' in text
-    assert 'synesthete_bot_query_seconds_count{flow="recommend"} 2' in text
+    values = parse_metrics(text)
+    assert values[("synesthete_bot_queries_total", (("flow", "recommend"), ("outcome", "ok")))] == 1
+    assert values[("synesthete_bot_queries_total", (("flow", "recommend"), ("outcome", "error")))] == 1
+    assert values[("synesthete_bot_errors_total", (("kind", "too_large"),))] == 1
+    assert values[("synesthete_bot_query_seconds_bucket", (("flow", "recommend"), ("le", "+Inf")))] == 2
+    assert values[("synesthete_bot_query_seconds_count", (("flow", "recommend"),))] == 2
+    assert values[("synesthete_bot_up", ())] == 1 and values[("synesthete_bot_in_flight", ())] == 0
+    assert values[("synesthete_bot_uptime_seconds", ())] >= 0
     assert "# TYPE synesthete_bot_query_seconds histogram" in text
+    assert health["in_flight"] == 0
+
+
+def parse_metrics(text: str) -> dict[tuple[str, tuple], float]:
+    """A scrape as ``{(sample name, sorted labels): value}``, read by prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
+            for fam in text_string_to_metric_families(text) for smp in fam.samples}
+
+
+async def test_two_bots_in_one_process_keep_separate_metrics(make_bot):
+    """Each bot has its own registry (never the global one): no duplicate-timeseries error, no shared counts."""
+    a, b = await make_bot(), await make_bot()
+    a.metrics.observe("voice", "ok", 0.5)
+    assert a.metrics.sample("synesthete_bot_queries_total", flow="voice", outcome="ok") == 1
+    assert b.metrics.sample("synesthete_bot_queries_total", flow="voice", outcome="ok") == 0
+    assert a.metrics.registry is not b.metrics.registry
 
 
 async def test_token_never_in_logs_or_messages(bot, files, caplog):
@@ -127,7 +148,7 @@ def test_export_feedback_command(tmp_path, monkeypatch, capsys):
 ])
 def test_bad_bot_settings_name_the_setting(kw, setting):
     with pytest.raises(ValueError, match=setting):
-        check_bot_settings(Settings(**kw))
+        Settings(**kw)
 
 
 def test_bot_settings_from_env():
@@ -186,3 +207,24 @@ async def test_command_sync_guild_for_dev_global_only_when_changed(make_bot, mon
     bot.settings = bot.settings.replace(bot_sync_commands="never")
     assert await bot.sync_commands() == "skipped"
     assert isinstance(bot, SynestheteBot)
+
+
+def test_metrics_add_up_over_processes_in_multiprocess_mode(tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR (docs/bot.md): two processes count, a third one's scrape sees the sum."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    code = ("from bot.metrics import Metrics; m = Metrics(); m.observe('voice', 'ok', 0.5); "
+            "m.observe('voice', 'error', 0.2, 'too_short'); print(m.text())")
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-c", "from bot.metrics import Metrics; print(Metrics().text())"],
+                         cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    values = parse_metrics(out)
+    assert values[("synesthete_bot_queries_total", (("flow", "voice"), ("outcome", "ok")))] == 2
+    assert values[("synesthete_bot_errors_total", (("kind", "too_short"),))] == 2
+    assert values[("synesthete_bot_query_seconds_count", (("flow", "voice"),))] == 4

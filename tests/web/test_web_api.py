@@ -232,3 +232,84 @@ async def test_live_sessions_are_limited(service, web_settings) -> None:
                                                  "Sec-WebSocket-Version": "13",
                                                  "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
         await err(r, 503, "busy")
+
+
+def scrape(text: str) -> dict[tuple[str, tuple], float]:
+    """A scrape as ``{(sample name, sorted labels): value}``, read by prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+async def test_metrics_count_requests_audio_queries_and_refusals(service, web_settings, web_corpus) -> None:
+    tight = web_settings.replace(web_search_rate_burst=1, web_search_rate_per_minute=1.0)
+    async with client_for(service, tight) as c:
+        assert (await c.get("/api/search?q=neon")).status == 200
+        assert (await c.get("/api/search?q=neon")).status == 429
+        assert (await c.post("/api/recommend", data=web_corpus["query_ogg"].read_bytes())).status == 200
+        assert (await c.post("/api/recommend", data=b"")).status == 422
+        assert (await c.get("/no/such/page")).status == 404
+        r = await c.get("/metrics")
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+        m = scrape(await r.text())
+    req = lambda route, status, method="GET": m.get(
+        ("synesthete_web_requests_total", (("method", method), ("route", route), ("status", status))), 0)
+    assert req("/api/search", "200") == 1 and req("/api/search", "429") == 1
+    assert req("/api/recommend", "200", "POST") == 1 and req("/api/recommend", "422", "POST") == 1
+    assert req("unmatched", "404") == 1  # the raw path never becomes a label
+    assert m[("synesthete_web_rate_limited_total", (("limit", "search"),))] == 1
+    assert m[("synesthete_web_audio_queries_total", (("outcome", "ok"), ("source", "upload")))] == 1
+    assert m[("synesthete_web_audio_queries_total", (("outcome", "empty"), ("source", "upload")))] == 1
+    assert m[("synesthete_web_request_seconds_count", (("route", "/api/recommend"),))] == 2
+    assert m[("synesthete_web_audio_query_seconds_count", (("source", "upload"),))] == 2
+    assert m[("synesthete_web_up", ())] == 1 and m[("synesthete_web_live_sessions", ())] == 0
+    assert not any(name.startswith("synesthete_bot_") for name, _ in m)
+
+
+async def test_two_apps_in_one_process_keep_separate_metrics(service) -> None:
+    """``synesthete-bot --with-web`` and tests build several apps: each has its own registry."""
+    async with client_for(service) as a, client_for(service) as b:
+        assert (await a.get("/api/search?q=neon")).status == 200
+        ma = scrape(await (await a.get("/metrics")).text())
+        mb = scrape(await (await b.get("/metrics")).text())
+    key = ("synesthete_web_requests_total", (("method", "GET"), ("route", "/api/search"), ("status", "200")))
+    assert ma[key] == 1 and key not in mb
+
+
+async def test_live_session_guesses_are_counted(service) -> None:
+    async with client_for(service) as c:
+        async with c.ws_connect("/api/listen") as ws:
+            await ws.send_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 3000)
+            await ws.send_str('{"type":"stop"}')
+            await ws.receive_json(timeout=30)
+        await asyncio.sleep(0.05)
+        m = scrape(await (await c.get("/metrics")).text())
+    assert m[("synesthete_web_audio_queries_total", (("outcome", "not_audio"), ("source", "live")))] == 1
+    assert m[("synesthete_web_live_sessions", ())] == 0
+
+
+def test_the_real_service_keeps_the_front_end_contract(service) -> None:
+    from engine.api import SynestheteAPI
+
+    assert isinstance(service, SynestheteAPI)
+
+
+async def test_real_engine_wrappers_time_out_and_refuse_when_full(service, web_settings, monkeypatch,
+                                                                   web_corpus) -> None:
+    """The real ``a*`` wrappers (the bot's tests use a stub): 503 query_timeout, then 503 busy at once."""
+    import time as _time
+
+    slow = web_settings.replace(query_timeout_s=0.3)
+    monkeypatch.setattr(service, "settings", slow)
+    monkeypatch.setattr(service, "recommend", lambda *a, **k: _time.sleep(0.6))
+    async with client_for(service, slow.replace(web_rate_per_minute=0)) as c:
+        await err(await c.post("/api/recommend", data=b"x"), 503, "query_timeout")
+    monkeypatch.setattr(service, "settings", web_settings.replace(query_timeout_s=10.0))
+    monkeypatch.setattr(service, "recommend", lambda *a, **k: _time.sleep(0.3))
+    service._async_slots = None  # sized from the settings on first use
+    slots = max(1, web_settings.workers) * 4
+    results = await asyncio.gather(*(service.arecommend(b"x") for _ in range(slots + 1)),
+                                   return_exceptions=True)
+    assert sum(isinstance(r, BusyError) for r in results) == 1
+    assert sum(r is None for r in results) == slots
