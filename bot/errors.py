@@ -62,3 +62,17 @@ class NoAudioInMessageError(SynestheteError):
 class NothingMoreError(SynestheteError):
     kind = "no_more"
     user_message = "That's all I have for this clip; pick one of the songs above to explore from it."
+
+
+class AnswerGoneError(SynestheteError):
+    """A button whose answer cannot be rebuilt: not stored (or lost), or a recording whose audio is not kept."""
+
+    kind = "answer_gone"
+    user_message = "This answer is from before I restarted; send the clip again (or use /similar)."
+
+
+class AnswerExpiredError(SynestheteError):
+    """A button whose answer is older than the expiry, or was made by another model (its pages no longer line up)."""
+
+    kind = "answer_expired"
+    user_message = "These buttons have expired; send the clip again (or use /similar) for a fresh answer."

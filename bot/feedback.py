@@ -5,6 +5,12 @@ was sent), the model that answered and the exact tracks shown, so a vote can be
 replayed against a new model.  One vote per user per answer (a second click
 replaces the first).
 
+The same row is what a button pressed after a restart rebuilds its answer from
+(:meth:`FeedbackStore.get_answer`), so it also keeps what paging needs: the kind
+of answer, its offset in the ranking, the further results already fetched (the
+pool) and the filters.  Files written by older versions are upgraded in place
+when opened (``PRAGMA user_version``, :data:`_MIGRATIONS`).
+
 Export: ``synesthete-bot export-feedback out.csv`` (or ``.json``).
 """
 
@@ -45,6 +51,19 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 """
 
+#: Schema changes, in order; ``PRAGMA user_version`` is how many have run.  Never edit one
+#: that shipped: append.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: what rebuilding an answer after a restart needs (NULL in rows stored before)
+    ("ALTER TABLE answers ADD COLUMN kind TEXT",  # audio | similar | artist (bot.answers.Kind)
+     "ALTER TABLE answers ADD COLUMN page_offset INTEGER",  # rank of the first result shown, minus one
+     "ALTER TABLE answers ADD COLUMN pool TEXT",  # JSON: further results already fetched, in order
+     "ALTER TABLE answers ADD COLUMN filters TEXT"),  # JSON: engine.filters.TrackFilter fields, or NULL
+)
+
+_ANSWER_COLUMNS = ("answer_id", "created_at", "flow", "query", "model_id", "identified", "seed", "results",
+                   "user_id", "guild_id", "channel_id", "kind", "page_offset", "pool", "filters")
+
 EXPORT_FIELDS = ("answer_id", "answered_at", "voted_at", "vote", "voter_id", "flow", "query", "model_id",
                  "identified_id", "identified_title", "seed_id", "result_ids", "result_titles", "similarities",
                  "guild_id", "channel_id")
@@ -61,6 +80,23 @@ class FeedbackStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
         self._conn.commit()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older file up to date, in one write transaction (several bot processes may
+        open the same file at once: the second finds the work done)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+                for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
+                    for sql in statements:
+                        self._conn.execute(sql)
+                    self._conn.execute(f"PRAGMA user_version = {number}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -68,14 +104,29 @@ class FeedbackStore:
 
     def record_answer(self, *, answer_id: str, flow: str, query: str, model_id: str,
                       identified: dict | None, seed: dict | None, results: list[dict],
-                      user_id: int | None, guild_id: int | None, channel_id: int | None) -> None:
+                      user_id: int | None, guild_id: int | None, channel_id: int | None,
+                      kind: str | None = None, offset: int = 0, pool: list[dict] | None = None,
+                      filters: dict | None = None) -> None:
+        row = (answer_id, time.time(), flow, query, model_id, _json(identified), _json(seed), _json(results),
+               user_id, guild_id, channel_id, kind, offset, _json(pool if pool is not None else []), _json(filters))
         with self._lock, self._conn:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (answer_id, time.time(), flow, query, model_id,
-                 json.dumps(identified, ensure_ascii=False) if identified else None,
-                 json.dumps(seed, ensure_ascii=False) if seed else None,
-                 json.dumps(results, ensure_ascii=False), user_id, guild_id, channel_id))
+            self._conn.execute(f"INSERT OR REPLACE INTO answers ({', '.join(_ANSWER_COLUMNS)}) "
+                               f"VALUES ({', '.join('?' * len(_ANSWER_COLUMNS))})", row)
+
+    def get_answer(self, answer_id: str) -> dict[str, Any] | None:
+        """One stored answer, JSON fields decoded (``offset``, ``kind``, ``pool``, ``filters`` are
+        None in rows stored before they were kept), or None when there is no such answer."""
+        with self._lock:
+            r = self._conn.execute(f"SELECT {', '.join(_ANSWER_COLUMNS)} FROM answers WHERE answer_id = ?",
+                                   (answer_id,)).fetchone()
+        if r is None:
+            return None
+        row = dict(zip(_ANSWER_COLUMNS, r, strict=True))
+        for key in ("identified", "seed", "results", "pool", "filters"):
+            row[key] = json.loads(row[key]) if row[key] else None
+        row["results"] = row["results"] or []
+        row["offset"] = row.pop("page_offset")
+        return row
 
     def vote(self, answer_id: str, user_id: int, vote: int) -> None:
         if vote not in (-1, 1):
@@ -135,6 +186,10 @@ class FeedbackStore:
             raise ValueError(f"unknown export format {fmt!r}; use csv or json")
         atomic_write_text(out, text)  # a half-written export never replaces a good one
         return len(rows)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def _iso(ts: float) -> str:

@@ -70,6 +70,10 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _serve(bot, service, settings: Settings, *, with_web: bool) -> None:
     """Run the bot, and the web app on the same event loop and engine when asked."""
+    from contextlib import nullcontext
+
+    from engine.client import advertise
+
     runner = None
     if with_web:
         from aiohttp import web
@@ -80,9 +84,13 @@ async def _serve(bot, service, settings: Settings, *, with_web: bool) -> None:
         await runner.setup()
         await web.TCPSite(runner, settings.web_host, settings.web_port).start()
         print(f"synesthete-bot: web page on http://{settings.web_host}:{settings.web_port}/", flush=True)
+    # with the page, this process is the engine other terminals can ask (engine.client)
+    serving = advertise(settings, settings.web_host, settings.web_port) if with_web and not settings.engine_url \
+        else nullcontext()
     try:
-        async with bot:
-            await bot.start(settings.discord_token)
+        with serving:
+            async with bot:
+                await bot.start(settings.discord_token)
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -114,13 +122,24 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     import discord
 
-    from .client import SynestheteBot
+    from .client import create_bot, shard_config
 
-    service = open_service("synesthete-bot", settings)
-    if service is None:
-        return EXIT_INTERNAL
     try:
-        bot = SynestheteBot(settings, service)
+        shard_config(settings)  # before the engine is opened: a bad combination is a configuration error
+    except ValueError as exc:
+        print(f"synesthete-bot: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if settings.engine_url:  # a client of a running engine process (engine.client)
+        from engine.client import EngineClient
+
+        service = EngineClient(settings)
+        log.info("asking the engine at %s", settings.engine_url)
+    else:
+        service = open_service("synesthete-bot", settings)
+        if service is None:
+            return EXIT_INTERNAL
+    try:
+        bot = create_bot(settings, service)
         try:
             asyncio.run(_serve(bot, service, settings, with_web=getattr(args, "with_web", False)))
         except KeyboardInterrupt:

@@ -366,13 +366,16 @@ def _channels_to_mono(raw: bytes, sample_rate: int) -> tuple[np.ndarray, float]:
     Clean: finite, no DC or rumble, no cancelling channels.  The offset (largest
     per-channel mean, linear) sets the silence floor (:func:`silence_floor_db`).
     """
-    pcm = np.frombuffer(raw[: len(raw) // 8 * 8], dtype="<f4").reshape(-1, 2).T
+    # channels as rows, C-contiguous: filtering along a strided (transposed) axis is ~40x slower
+    pcm = np.ascontiguousarray(np.frombuffer(raw[: len(raw) // 8 * 8], dtype="<f4").reshape(-1, 2).T)
     if pcm.shape[1] == 0:
         return np.zeros(0, np.float32), 0.0
     if not np.all(np.isfinite(pcm)):
         pcm = np.nan_to_num(pcm, nan=0.0, posinf=0.0, neginf=0.0)
     dc = float(np.max(np.abs(pcm.mean(axis=1, dtype=np.float64))))
-    return to_mono(remove_rumble(pcm.astype(np.float32), sample_rate)), dc
+    if np.array_equal(pcm[0], pcm[1]):  # a mono source (ffmpeg copied it to both channels): filter once
+        pcm = pcm[:1]
+    return to_mono(remove_rumble(pcm, sample_rate)), dc
 
 
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

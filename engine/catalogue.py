@@ -92,6 +92,14 @@ class Track:
         d["link"] = self.link
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Track:
+        """The track of a ``to_dict`` (extra keys such as ``link`` or a score are ignored)."""
+        return cls(track_id=d["track_id"], name=d["name"], artist=d.get("artist", ""),
+                   genres=list(d.get("genres") or []), popularity=int(d.get("popularity") or 0),
+                   duration_ms=d.get("duration_ms"), link_kind=d.get("link_kind", "spotify"),
+                   audio_path=d.get("audio_path"), audio_features=d.get("audio_features"))
+
 
 # ---------------------------------------------------------------------------
 # SQLite catalogue database
@@ -476,10 +484,13 @@ class CatalogueDB:
     def _rank(q: str, alts: list[list[str]], cands: dict[int, sqlite3.Row]) -> list[tuple]:
         from rapidfuzz import fuzz
 
-        # the query with each word replaced by its best correction, scored too (small penalty)
+        # the query with each corrected word replaced by its best correction, scored too (small
+        # penalty).  Every other token stays where it was: numbers and short words are never
+        # corrected, but "warzon trak 18" must still ask for track 18, not any "warzone track"
         variants = [(q, 0.0)]
         if alts:
-            fixed = " ".join(a[1] if len(a) > 1 else a[0] for a in alts)
+            best_fix = {a[0]: a[1] for a in alts if len(a) > 1}
+            fixed = " ".join(best_fix.get(t, t) for t in q.split())
             if fixed != q:
                 variants.append((fixed, 4.0))
         scored = []

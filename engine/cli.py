@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("text")
     f.add_argument("-n", "--limit", type=int, default=10)
     sub.add_parser("about", help="catalogue size, model and index build date")
+    sv = sub.add_parser("serve", help="own the index and serve the web page + JSON API, for the bot and other "
+                                      "terminals (the same as synesthete-web)")
+    sv.add_argument("--host", default=None, help="address to bind (default SYNESTHETE_WEB_HOST)")
+    sv.add_argument("--port", type=int, default=None, help="port (default SYNESTHETE_WEB_PORT)")
     for sp in (q, s):
         sp.add_argument("--raw", action="store_true",
                         help="the raw similarity ranking (no cap of one answer per artist)")
@@ -80,10 +84,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def open_engine(settings: Settings):
+    """The engine this command talks to: a running one's API, or the index opened here.
+
+    ``SYNESTHETE_ENGINE_URL`` set: that engine.  Otherwise the index is opened in this
+    process; when another process holds it (milvus-lite allows one) and that process is an
+    engine serving this data directory, the command asks it instead, and says so.
+    """
+    from .client import EngineClient, find_running_engine
     from .service import SynestheteService
 
-    with SynestheteService(settings) as svc:
+    if settings.engine_url:
+        return EngineClient(settings)
+    url = find_running_engine(settings)
+    if url is not None:
+        print(f"synesthete: the index is held by a running engine; asking it at {url}", file=sys.stderr)
+        return EngineClient(settings, url)
+    return SynestheteService(settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from web.main import serve
+
+    return serve(settings)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.cmd == "serve":
+        return _serve(args, settings)
+    with open_engine(settings) as svc:
         if args.cmd == "query":
             if not args.file.exists():
                 print(f"error: no such file: {args.file}", file=sys.stderr)
@@ -133,7 +162,8 @@ def _print_about(info: dict, as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     return run_console("synesthete", build_parser(), _run, argv,
-                       overrides=lambda a: {"data_dir": a.data_dir, "milvus_uri": a.uri})
+                       overrides=lambda a: {"data_dir": a.data_dir, "milvus_uri": a.uri,
+                                            "web_host": getattr(a, "host", None), "web_port": getattr(a, "port", None)})
 
 
 if __name__ == "__main__":  # pragma: no cover

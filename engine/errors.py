@@ -75,6 +75,24 @@ class StoreError(SynestheteError):
     user_message = "The music index isn't available right now; please try again later."
 
 
+class StoreUnavailableError(StoreError):
+    """Milvus failed after the index was open: the server restarted, the network was cut.
+
+    Mapped once, in ``engine.store``, from whatever pymilvus / gRPC raised; the web API
+    answers 503 with Retry-After, the bot says the sentence, the CLI exits 1.
+    """
+
+    kind = "store_unavailable"
+    user_message = "The music index isn't available right now; please try again in a minute."
+
+
+class EngineUnavailableError(SynestheteError):
+    """The engine process named by SYNESTHETE_ENGINE_URL did not answer (engine.client)."""
+
+    kind = "engine_unavailable"
+    user_message = "The music engine isn't reachable right now; please try again in a minute."
+
+
 class StoreLockedError(StoreError):
     kind = "store_locked"
     user_message = "The music index is being used by another process; please try again shortly."

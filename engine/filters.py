@@ -53,6 +53,17 @@ class TrackFilter:
                     f"The {what} range goes from {lo:g} to {hi:g}: the lower end must come first."))
         return self
 
+    def to_params(self) -> dict[str, str]:
+        """The JSON API's query parameters for this filter (what ``make_filter`` reads back)."""
+        def rng(lo: float | None, hi: float | None) -> str | None:
+            return None if lo is None and hi is None else f"{'' if lo is None else f'{lo:g}'}-" \
+                f"{'' if hi is None else f'{hi:g}'}"
+
+        params = {"genre": ",".join(self.genres), "bpm": rng(self.bpm_min, self.bpm_max),
+                  "instrumental": "1" if self.instrumental else "",
+                  "popularity": rng(self.popularity_min, self.popularity_max)}
+        return {k: v for k, v in params.items() if v}
+
     def to_expr(self) -> str:
         """The Milvus boolean expression ('' when no filter is set)."""
         parts: list[str] = []

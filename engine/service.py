@@ -56,6 +56,12 @@ class ScoredTrack:
                 "match_percentile": None if self.match_percentile is None else round(self.match_percentile, 1),
                 "match_text": self.match_text, "reason": self.reason, "heard": self.heard}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> ScoredTrack:
+        """The answer of a ``to_dict`` (an engine process's JSON answer, engine.client)."""
+        return cls(Track.from_dict(d), float(d["similarity"]), d.get("match"), d.get("match_percentile"),
+                   d.get("reason", ""), bool(d.get("heard", True)))
+
     @property
     def match_text(self) -> str:
         """What every surface shows for the match (``engine.reasons.match_label``)."""
@@ -74,6 +80,10 @@ class Identification:
     def to_dict(self) -> dict:
         return {**self.track.to_dict(), "confidence": round(self.confidence, 3),
                 "offset_s": round(self.offset_s, 1), "method": self.method}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Identification:
+        return cls(Track.from_dict(d), float(d["confidence"]), float(d["offset_s"]), d.get("method", ""))
 
 
 @dataclass
@@ -94,6 +104,14 @@ class Recommendation:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "model_id": self.model_id,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recommendation:
+        """The answer of a ``to_dict``: what an engine process sent over HTTP (engine.client)."""
+        return cls(Identification.from_dict(d["identified"]) if d.get("identified") else None,
+                   [ScoredTrack.from_dict(r) for r in d.get("results", [])],
+                   Track.from_dict(d["seed"]) if d.get("seed") else None, d.get("query_seconds"),
+                   dict(d.get("timings_ms") or {}), d.get("model_id", ""))
 
 
 #: nearest tracks the discovery rule chooses from (enough for five artists in a catalogue of

@@ -42,7 +42,7 @@ _MINIMUM: dict[str, float] = {
     "answers_per_artist": 0, "identify_threshold": 0.0, "fingerprint_max_candidates": 0,
     "speed_tolerance_pct": 0.0, "workers": 1, "query_timeout_s": 0.1, "bot_max_attachments": 1,
     "bot_max_attachment_bytes": 1, "bot_download_timeout_s": 0.1, "bot_user_cooldown_rate": 1,
-    "bot_user_cooldown_per_s": 0.0, "bot_guild_concurrency": 1, "bot_metrics_port": -1, "web_port": 0,
+    "bot_user_cooldown_per_s": 0.0, "bot_guild_concurrency": 1, "bot_answer_ttl_s": 0.0, "bot_shard_count": 0, "bot_metrics_port": -1, "web_port": 0,
     "web_max_request_bytes": 0, "web_rate_per_minute": 0.0, "web_rate_burst": 1,
     "web_search_rate_per_minute": 0.0, "web_search_rate_burst": 1, "web_record_seconds": 1.0,
     "web_live_interval_s": 0.1, "web_live_stop_confidence": 0.0, "web_live_max_sessions": 1,
@@ -125,6 +125,14 @@ class Settings:
     #: undo when a recording at its own speed is not recognised; 0 = off (engine.fingerprint.speed).
     speed_tolerance_pct: float = 6.0
 
+    # --- engine process -------------------------------------------------------
+    #: Empty: this process opens the index itself.  ``http://host:8080``: the bot and the CLI
+    #: ask a running engine (``synesthete serve`` / ``synesthete-web``) through its JSON API.
+    engine_url: str = ""
+    #: Shared secret of the engine and its trusted front ends (bots): their requests skip the
+    #: per-address rate limits (the bot has its own per-user cooldowns).  Never printed.
+    engine_token: str = field(default="", repr=False)
+
     # --- concurrency ---------------------------------------------------------
     #: Worker threads for decode + embed; bounds memory and CPU use.
     workers: int = 2
@@ -158,6 +166,13 @@ class Settings:
     bot_dev_guild_id: int = 0
     #: Command sync at start: auto (guild if dev guild set, global only when changed) | always | never.
     bot_sync_commands: SyncMode = "auto"
+    #: How long an answer's buttons work after it was posted (s); 0 = no age limit (they still expire
+    #: when the model changes).
+    bot_answer_ttl_s: float = 7 * 24 * 3600.0
+    #: Total gateway shards: 0 = Discord's recommendation (AutoShardedBot), 1 = one connection, N = N shards.
+    bot_shard_count: int = 0
+    #: Comma-separated shard numbers this process runs (0..count-1); empty = all.  Needs bot_shard_count.
+    bot_shard_ids: str = ""
 
     # --- web ---------------------------------------------------------------------
     #: Where ``synesthete-web`` listens (localhost by default; put a TLS proxy in front for the internet).
@@ -234,6 +249,9 @@ class Settings:
         hints = _hints()
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, str) and Path in (hints[f.name], *get_args(hints[f.name])):
+                value = Path(value).expanduser()  # a str given in code: the type the field promises
+                object.__setattr__(self, f.name, value)
             choices = _choices(hints[f.name])
             if choices and value not in choices:
                 raise ValueError(f"setting {env_key(f.name)}={value!r}: use one of {', '.join(choices)}")
@@ -247,6 +265,9 @@ class Settings:
         except ValueError as exc:
             raise ValueError(f"setting {env_key('bot_allowed_channel_ids')}={self.bot_allowed_channel_ids!r}: "
                              "comma-separated channel ids expected") from exc
+        if self.engine_url and not self.engine_url.startswith(("http://", "https://")):
+            raise ValueError(f"setting {env_key('engine_url')}={self.engine_url!r}: use http://host:port "
+                             "(or leave it empty to open the index in this process)")
         if self.web_rate_limit_storage and not self.web_rate_limit_storage.startswith("async+"):
             raise ValueError(f"setting {env_key('web_rate_limit_storage')}={self.web_rate_limit_storage!r}: "
                              "use an async storage URI such as async+redis://host:6379 (or leave it empty)")

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import ModelError, StoreError, SynestheteError
+from .errors import ModelError, StoreError, StoreLockedError, SynestheteError
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -31,11 +32,14 @@ EXIT_INTERRUPTED = 130
 
 #: Error kinds that are our side's failure (exit 1); every other engine error is about the
 #: user's input, configuration or index (exit 2), which they can fix.
-INTERNAL_KINDS = frozenset({"internal", "model", "weights_unavailable", "store", "busy", "query_timeout", "timeout"})
+INTERNAL_KINDS = frozenset({"internal", "model", "weights_unavailable", "store", "store_unavailable", "busy",
+                            "query_timeout", "timeout", "engine_unavailable"})
 
 BUILD_HINT = ("Build the catalogue first: synesthete-index build --csv tracks.csv --audio DIR "
               "(or synesthete-index demo), then start again.")
 MODEL_HINT = "Check SYNESTHETE_BACKBONE and the model cache (see README)."
+LOCKED_HINT = ("Another process (an engine, the bot, a build) holds the index: stop it, or let this one ask "
+               "the running engine (SYNESTHETE_ENGINE_URL=http://host:port).")
 
 #: Third-party loggers that talk at INFO during normal use; shown only with DEBUG.
 NOISY_LOGGERS = ("faiss", "faiss.loader", "milvus_lite", "pymilvus", "urllib3", "numba", "h5py", "filelock")
@@ -61,7 +65,15 @@ def setup_logging(level: int) -> None:
 
 
 def quiet_noisy_loggers(level: int) -> None:
-    """Keep ``NOISY_LOGGERS`` at WARNING unless ``level`` is DEBUG (for a front end's own log setup)."""
+    """Keep ``NOISY_LOGGERS`` at WARNING unless ``level`` is DEBUG (for a front end's own log setup).
+
+    gRPC's C core (under pymilvus) prints on its own, e.g. "GOAWAY ... too_many_pings" when
+    milvus-lite answers the client's keep-alive pings; it reads ``GRPC_VERBOSITY`` once, when
+    grpc is first imported, which is why this runs before the engine is opened.  Its real
+    failures still reach us as exceptions (engine.store maps them).  An operator's own
+    ``GRPC_VERBOSITY`` wins.
+    """
+    os.environ.setdefault("GRPC_VERBOSITY", "DEBUG" if level <= logging.DEBUG else "NONE")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
 
@@ -117,6 +129,7 @@ def open_service(prog: str, settings: Settings) -> SynestheteService | None:
     try:
         return SynestheteService(settings)
     except SynestheteError as exc:
-        hint = BUILD_HINT if isinstance(exc, StoreError) else MODEL_HINT if isinstance(exc, ModelError) else ""
+        hint = (LOCKED_HINT if isinstance(exc, StoreLockedError) else BUILD_HINT if isinstance(exc, StoreError)
+                else MODEL_HINT if isinstance(exc, ModelError) else "")
         print(f"{prog}: {exc.user_message}\n  detail: {exc}\n  {hint}".rstrip(), file=sys.stderr)
         return None

@@ -14,19 +14,84 @@ nonsense neighbours.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
-from .errors import EmptyIndexError, IndexModelMismatchError, StoreError, StoreLockedError
+from .errors import (
+    EmptyIndexError,
+    IndexModelMismatchError,
+    StoreError,
+    StoreLockedError,
+    StoreUnavailableError,
+    SynestheteError,
+)
 
 log = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _ExpectedLockFilter(logging.Filter):
+    """milvus-lite logs a 20-line ERROR traceback when its file is held by another process.
+
+    That is expected (the bot, an engine or a build holds the index) and the store raises
+    StoreLockedError with one clear sentence; the traceback goes to DEBUG.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and ("DataDirLocked" in type(exc).__name__ or "holds the lock" in str(exc)):
+            log.debug("milvus-lite: %s", record.getMessage(), exc_info=record.exc_info)
+            return False
+        return True
+
+
+logging.getLogger("milvus_lite").addFilter(_ExpectedLockFilter())
+logging.getLogger("milvus_lite.server_manager").addFilter(_ExpectedLockFilter())
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What pymilvus and gRPC raise when the server is gone (imported lazily, as pymilvus is)."""
+    import grpc
+    from pymilvus.exceptions import MilvusException
+
+    return (MilvusException, grpc.RpcError, ConnectionError, TimeoutError, OSError)
+
+
+def milvus_call(fn: _F) -> _F:
+    """Map every Milvus failure of a store method to :class:`StoreUnavailableError`, once, here.
+
+    Why one place: a Milvus error after the index is open (server restarted, network cut)
+    must reach every surface as "the index isn't available right now" (HTTP 503 +
+    Retry-After, the bot's sentence, CLI exit 1), never as an internal error.  A collection
+    the restarted server has not loaded yet is loaded and the call retried once.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self: VectorStore, *args: Any, **kwargs: Any) -> Any:
+        errors = _transport_errors()
+        for attempt in (1, 2):
+            try:
+                return fn(self, *args, **kwargs)
+            except SynestheteError:
+                raise
+            except errors as exc:
+                if attempt == 1 and "not loaded" in str(exc).lower() and self._reload():
+                    continue
+                log.warning("Milvus call %s failed: %s", fn.__name__, str(exc).splitlines()[0][:300])
+                raise StoreUnavailableError(f"Milvus at {self.uri} failed in {fn.__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    return wrapper  # type: ignore[return-value]
 
 MODEL_PROPERTY = "synesthete.model_id"
 META_PROPERTY = "synesthete.meta"
@@ -156,7 +221,19 @@ class VectorStore:
         return {"metric_type": "COSINE", "params": {"ef": max(self.hnsw_ef, k), "nprobe": self.ivf_nprobe}}
 
     def _read_kw(self) -> dict:
-        return {} if self.is_lite else {"consistency_level": self.read_consistency}
+        return {"timeout": self.timeout_s} if self.is_lite else {"consistency_level": self.read_consistency,
+                                                                  "timeout": self.timeout_s}
+
+    def _reload(self) -> bool:
+        """Load both collections again (a restarted server); False when that fails too."""
+        try:
+            with self._lock:
+                for name in (self.tracks_name, self.segments_name):
+                    self._client.load_collection(name, timeout=self.timeout_s)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the caller reports the original failure
+            log.info("reloading the collections failed: %s", exc)
+            return False
 
     def _create(self, name: str, segment: bool) -> None:
         from pymilvus import DataType, MilvusClient
@@ -203,6 +280,7 @@ class VectorStore:
                 found = None
         return found
 
+    @milvus_call
     def ensure_collections(self, *, recreate_on_mismatch: bool = False) -> None:
         """Create both collections if missing; check the model of existing ones."""
         with self._lock:
@@ -222,6 +300,7 @@ class VectorStore:
                     self._create(name, seg)
                 self._client.load_collection(name)
 
+    @milvus_call
     def check_ready(self) -> None:
         """For query processes: the collections exist, match the model, and are loaded."""
         with self._lock:
@@ -297,6 +376,7 @@ class VectorStore:
         """Replace a track's vectors.  Old segments are deleted first, so a rerun never duplicates."""
         self.upsert_tracks([(track_key, track_vector, segment_vectors, segment_times)])
 
+    @milvus_call
     def upsert_tracks(self, items: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> None:
         """Replace several tracks' vectors in as few calls as possible.
 
@@ -321,6 +401,7 @@ class VectorStore:
                 self._client.insert(self.segments_name, chunk)
             self._client.upsert(self.tracks_name, [track_row(k, tv) for k, tv, _, _ in items])
 
+    @milvus_call
     def set_track_vectors(self, items: Sequence[tuple[int, np.ndarray, dict | None]]) -> None:
         """Replace the track rows (the similarity model was refitted); segments stay.
 
@@ -332,6 +413,7 @@ class VectorStore:
                 self._client.upsert(self.tracks_name, [track_row(k, v, sc)
                                                        for k, v, sc in items[i:i + self.INSERT_CHUNK]])
 
+    @milvus_call
     def delete_tracks(self, keys: Sequence[int]) -> None:
         keys = [int(k) for k in keys]
         if not keys:
@@ -340,6 +422,7 @@ class VectorStore:
             self._client.delete(self.segments_name, filter=f"track_key in {keys}")
             self._client.delete(self.tracks_name, ids=keys)
 
+    @milvus_call
     def flush(self) -> None:
         with self._lock:
             for name in (self.tracks_name, self.segments_name):
@@ -347,6 +430,7 @@ class VectorStore:
 
     # ---- reading --------------------------------------------------------------
 
+    @milvus_call
     def _count(self, name: str) -> int:
         with self._lock:
             res = self._client.query(name, filter="", output_fields=["count(*)"])
@@ -358,6 +442,7 @@ class VectorStore:
     def count_segments(self) -> int:
         return self._count(self.segments_name)
 
+    @milvus_call
     def track_vectors(self, keys: Sequence[int]) -> dict[int, np.ndarray]:
         keys = [int(k) for k in keys]
         if not keys:
@@ -366,6 +451,7 @@ class VectorStore:
             rows = self._client.get(self.tracks_name, ids=keys, output_fields=["vector"], **self._read_kw())
         return {int(r["track_key"]): np.asarray(r["vector"], dtype=np.float32) for r in rows}
 
+    @milvus_call
     def all_track_keys(self) -> list[int]:
         """Every track key, by key ranges.
 
@@ -393,6 +479,7 @@ class VectorStore:
                 out.extend(int(r["track_key"]) for r in rows)
         return out
 
+    @milvus_call
     def search_tracks(self, vectors: np.ndarray, k: int, exclude: Sequence[int] = (),
                       include: Sequence[int] | None = None, expr: str = "") -> list[list[Neighbour]]:
         """Top-k tracks by cosine for each query vector, in ONE call (lite pays per call).
@@ -417,6 +504,7 @@ class VectorStore:
             )
         return [[Neighbour(int(h["track_key"]), float(h["distance"])) for h in hits] for hits in res]
 
+    @milvus_call
     def search_segments(self, vectors: np.ndarray, k: int) -> list[list[SegmentHit]]:
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         with self._lock:

@@ -130,3 +130,17 @@ def test_short_word_prefixes_autocomplete(tmp_path: Path) -> None:
     assert db.search("Protot")[0].track.name == "Prototype"
     assert db.search("colobot orie")[0].track.name == "Oriental Dreams"
     db.close()
+
+
+def test_numbers_survive_the_typo_correction(tmp_path: Path) -> None:
+    """Issue 16: "warzon trak 18" ranked Track 18 fourth, because the corrected query
+    ("warzone track") kept only the 3+ letter words and dropped the number."""
+    db = CatalogueDB(tmp_path / "n.sqlite")
+    # the popular ones first, so popularity alone would put Track 18 last
+    names = ["Track 1", "Track 8", "Track 180", "Track 81", "Track 2", "Track 18"]
+    db.upsert_tracks([Track(f"w{i:021d}", n, "Warzone", ["Rock"], 60 - i) for i, n in enumerate(names)])
+    assert [h.track.name for h in db.search("warzon trak 18")][:2] == ["Track 18", "Track 180"]
+    assert db.search("trak 18 warzon")[0].track.name == "Track 18"
+    assert db.search("warzon trak 8")[0].track.name == "Track 8"
+    assert db.search("warzon trak 180")[0].track.name == "Track 180"
+    db.close()

@@ -40,6 +40,7 @@ SCRIPTS = {
     ("SYNESTHETE_SIMILARITY_METHOD", "pca", "use one of pooled, lda, off"),
     ("SYNESTHETE_WEB_TRUST_FORWARDED", "maybe", "must be true or false"),
     ("SYNESTHETE_IDENTIFY_THRESHOLD", "1.5", "must be between 0 and 1"),
+    ("SYNESTHETE_ENGINE_URL", "engine:8080", "use http://host:port"),
 ])
 def test_a_bad_setting_is_one_line_and_exit_2_in_every_script(tmp_path, monkeypatch, capsys, script, key, value,
                                                                says) -> None:
@@ -100,3 +101,23 @@ def test_missing_index_says_build_first(tmp_path, capsys) -> None:
     assert open_service("prog", settings) is None
     err = capsys.readouterr().err
     assert BUILD_HINT in err and "detail:" in err and MODEL_HINT not in err
+
+
+def test_the_bot_asks_the_engine_named_by_engine_url(tmp_path, monkeypatch) -> None:
+    """SYNESTHETE_ENGINE_URL makes the bot a client of that engine; no index is opened here."""
+    import bot.client
+    from engine.client import EngineClient
+
+    made = {}
+
+    def fake_bot(settings, service):  # the network edge: no Discord login here
+        made["service"] = service
+
+    monkeypatch.setattr(bot.client, "create_bot", fake_bot)
+    monkeypatch.setattr(bot_main.asyncio, "run", lambda coro: coro.close())
+    monkeypatch.setenv("DISCORD_TOKEN", "x" * 59)
+    monkeypatch.setenv("SYNESTHETE_ENGINE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
+    assert bot_main.main(["--env-file", str(tmp_path / "none.env")]) == 0
+    assert isinstance(made["service"], EngineClient) and made["service"].url == "http://127.0.0.1:9"
+    assert not (tmp_path / "milvus.db").exists()

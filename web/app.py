@@ -17,6 +17,8 @@ that keeps the front-end contract :class:`engine.api.SynestheteAPI`.
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -159,9 +161,22 @@ async def headers_middleware(request: web.Request, handler):
 # ---- helpers ------------------------------------------------------------------------------
 
 
+def trusted_front_end(request: web.Request) -> bool:
+    """The request carries ``SYNESTHETE_ENGINE_TOKEN``: a bot or CLI of this deployment (engine.client)."""
+    token = request.app[SETTINGS].engine_token
+    sent = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+
+
 async def _limit(request: web.Request, limit: str) -> None:
-    """Count this request against the client's ``limit`` (web/ratelimit.py); 429 when over it."""
+    """Count this request against the client's ``limit`` (web/ratelimit.py); 429 when over it.
+
+    Trusted front ends are not counted: a bot speaks for thousands of people and keeps
+    its own per-user cooldowns.
+    """
     settings = request.app[SETTINGS]
+    if trusted_front_end(request):
+        return
     wait = await request.app[LIMITS][limit].take(client_ip(request, settings.web_trust_forwarded))
     if wait > 0:
         request.app[METRICS].rate_limited.labels(limit).inc()
@@ -247,6 +262,12 @@ async def api_config(request: web.Request) -> web.Response:
         "min_signal_seconds": s.min_signal_seconds,
         "top_k": s.top_k,
     })
+
+
+async def api_about(request: web.Request) -> web.Response:
+    """The engine's ``about`` (catalogue size, model, index): what ``synesthete about`` prints."""
+    await _limit(request, "search")
+    return web.json_response(await asyncio.to_thread(request.app[SERVICE].about))
 
 
 def _filters(request: web.Request):
@@ -359,6 +380,7 @@ def create_app(service: SynestheteAPI, settings: Settings | None = None, *,
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handler())
     app.router.add_get("/api/config", api_config)
+    app.router.add_get("/api/about", api_about)
     app.router.add_post("/api/recommend", recommend)
     app.router.add_get("/api/similar", similar)
     app.router.add_get("/api/search", search)

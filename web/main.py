@@ -29,7 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    """Open the engine and serve the page + API until stopped; the exit code.
+
+    While it runs, ``<data_dir>/engine.json`` tells local clients (the CLI) where it is
+    (engine.client.advertise), so they ask it instead of failing on the held index.
+    """
     from aiohttp import web
+
+    from engine.client import advertise
 
     from .app import create_app
 
@@ -43,8 +54,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                         "over https (put a TLS reverse proxy in front)", host)
         print(f"synesthete-web: open http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/",
               flush=True)
-        web.run_app(create_app(service, settings), host=host, port=port, print=None,
-                    access_log_format='%a "%r" %s %b %Tfs')
+        with advertise(settings, host, port):
+            web.run_app(create_app(service, settings), host=host, port=port, print=None,
+                        access_log_format='%a "%r" %s %b %Tfs')
     except OSError as exc:
         print(f"synesthete-web: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INTERNAL

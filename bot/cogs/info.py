@@ -14,13 +14,13 @@ from discord.ext import commands
 from ..embeds import about_embed, help_embed
 
 if TYPE_CHECKING:
-    from ..client import SynestheteBot
+    from ..client import SynestheteBotBase
 
 log = logging.getLogger(__name__)
 
 
 class Info(commands.Cog):
-    def __init__(self, bot: SynestheteBot) -> None:
+    def __init__(self, bot: SynestheteBotBase) -> None:
         self.bot = bot
         self.started = time.time()
 
@@ -48,5 +48,5 @@ class Info(commands.Cog):
         await interaction.followup.send(embed=about_embed(about, extra), ephemeral=True)
 
 
-async def setup(bot: SynestheteBot) -> None:
+async def setup(bot: SynestheteBotBase) -> None:
     await bot.add_cog(Info(bot))

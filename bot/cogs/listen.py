@@ -1,6 +1,6 @@
 """Audio in: voice messages and audio files in messages, ``/recommend``, and the
 "Find similar songs" message context menu.  All three end in the same
-:meth:`SynestheteBot.answer_audio`, one answer per audio attachment.
+:meth:`SynestheteBotBase.answer_audio`, one answer per audio attachment.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from ..errors import NoAudioInMessageError
 from ..views import ResultView, who
 
 if TYPE_CHECKING:
-    from ..client import SynestheteBot
+    from ..client import SynestheteBotBase
 
 log = logging.getLogger(__name__)
 
 
 class Listen(commands.Cog):
-    def __init__(self, bot: SynestheteBot) -> None:
+    def __init__(self, bot: SynestheteBotBase) -> None:
         self.bot = bot
         self.ctx_menu = app_commands.ContextMenu(name="Find similar songs", callback=self.find_similar_menu)
         self.bot.tree.add_command(self.ctx_menu)
@@ -67,8 +67,7 @@ class Listen(commands.Cog):
                 async def work(rid: str, att: discord.Attachment = att) -> None:
                     answer = await self.bot.answer_audio(att, rid, "voice" if att.is_voice_message() else "attachment",
                                                          **ident)
-                    view = ResultView(self.bot, answer)
-                    view.message = await message.reply(embed=answer_embed(answer), view=view, mention_author=False)
+                    await message.reply(embed=answer_embed(answer), view=ResultView(answer), mention_author=False)
 
                 outcome = await self.bot.serve(
                     flow, user_id=message.author.id, guild_id=ident["guild_id"], work=work,
@@ -94,8 +93,7 @@ class Listen(commands.Cog):
                                             user_message=("That file doesn't look like audio; send an mp3, ogg, m4a, "
                                                           "wav, flac or a voice message."))
             answer = await self.bot.answer_audio(file, rid, "recommend", **who(interaction))
-            view = ResultView(self.bot, answer)
-            view.message = await interaction.followup.send(embed=answer_embed(answer), view=view, wait=True)
+            await interaction.followup.send(embed=answer_embed(answer), view=ResultView(answer), wait=True)
 
         await self.bot.serve("recommend", user_id=interaction.user.id, guild_id=interaction.guild_id, work=work,
                              on_error=lambda text: interaction.followup.send(text))
@@ -111,8 +109,7 @@ class Listen(commands.Cog):
         for i, att in enumerate(audio[:limit]):
             async def work(rid: str, att: discord.Attachment = att) -> None:
                 answer = await self.bot.answer_audio(att, rid, "context_menu", **who(interaction))
-                view = ResultView(self.bot, answer)
-                view.message = await interaction.followup.send(embed=answer_embed(answer), view=view, wait=True)
+                await interaction.followup.send(embed=answer_embed(answer), view=ResultView(answer), wait=True)
 
             outcome = await self.bot.serve("context_menu", user_id=interaction.user.id,
                                            guild_id=interaction.guild_id, work=work,
@@ -121,5 +118,5 @@ class Listen(commands.Cog):
                 return
 
 
-async def setup(bot: SynestheteBot) -> None:
+async def setup(bot: SynestheteBotBase) -> None:
     await bot.add_cog(Listen(bot))

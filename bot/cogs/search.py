@@ -4,7 +4,8 @@ Autocomplete must answer within Discord's 3 s; the engine's name search is an
 FTS5 trigram query of a few ms (on a thread, never on the loop), and we give it
 at most ``AUTOCOMPLETE_BUDGET_S`` before answering with nothing rather than late.
 A choice's value is ``id:<track_id>``, so the command gets the exact track;
-free text (no choice picked) is searched and the best hit is used.
+free text (no choice picked) is searched and the best hit is used.  The value is
+internal: the answer shows (and stores) the track's title instead.
 """
 
 from __future__ import annotations
@@ -12,27 +13,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from engine.catalogue import Track
 from engine.errors import SynestheteError
+from engine.filters import TrackFilter, make_filter
 
 from ..embeds import answer_embed, clip
 from ..views import ResultView, who
 
 if TYPE_CHECKING:
-    from ..client import SynestheteBot
+    from ..client import SynestheteBotBase
 
 log = logging.getLogger(__name__)
 
 AUTOCOMPLETE_BUDGET_S = 2.0
 
 
+def human_query(typed: str, filters: TrackFilter) -> Callable[[Track], str]:
+    """What the person asked, for the footer and the feedback export: the track's title when it
+    was picked from the autocomplete (the value is an internal ``id:…``), else the words typed;
+    then the filters."""
+    typed = typed.strip()
+    suffix = f" ({filters.describe()})" if filters.active else ""
+
+    def describe(seed: Track) -> str:
+        asked = seed.title if typed.startswith("id:") else typed
+        return f"/similar {clip(asked, 80)}{suffix}"
+
+    return describe
+
+
 class Search(commands.Cog):
-    def __init__(self, bot: SynestheteBot) -> None:
+    def __init__(self, bot: SynestheteBotBase) -> None:
         self.bot = bot
 
     @app_commands.command(name="similar")
@@ -45,14 +63,11 @@ class Search(commands.Cog):
         await interaction.response.defer(thinking=True)
 
         async def work(rid: str) -> None:
-            from engine.filters import make_filter
-
             filters = make_filter(genre or "", bpm, instrumental, popularity)  # a bad one: one sentence, no search
             track_id = await self.bot.resolve_track(track)
-            answer = await self.bot.answer_similar(track_id, rid, "similar", f"/similar {clip(track, 80)}",
+            answer = await self.bot.answer_similar(track_id, rid, "similar", human_query(track, filters),
                                                    filters=filters, **who(interaction))
-            view = ResultView(self.bot, answer)
-            view.message = await interaction.followup.send(embed=answer_embed(answer), view=view, wait=True)
+            await interaction.followup.send(embed=answer_embed(answer), view=ResultView(answer), wait=True)
 
         await self.bot.serve("similar", user_id=interaction.user.id, guild_id=interaction.guild_id, work=work,
                              on_error=lambda text: interaction.followup.send(text))
@@ -84,5 +99,5 @@ class Search(commands.Cog):
         return choices[:25]
 
 
-async def setup(bot: SynestheteBot) -> None:
+async def setup(bot: SynestheteBotBase) -> None:
     await bot.add_cog(Search(bot))

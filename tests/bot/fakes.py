@@ -88,9 +88,12 @@ class StubService:
 
     # ---- canned blocking work ----------------------------------------------------------
 
+    #: a retrained model has another id (answers made by the old one expire)
+    model_version = "abc123"
+
     @property
     def model_id(self) -> str:
-        return "stub-backbone:v1+head:abc123"
+        return f"stub-backbone:v1+head:{self.model_version}"
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -283,6 +286,12 @@ class FakeResponse:
         self._done = True
         self._log.append(Sent(content, embed, view, ephemeral, time.perf_counter(), "response"))
 
+    async def edit_message(self, *, view: discord.ui.View | None = None) -> None:
+        """The message the component is on, edited in place (Discord's UPDATE_MESSAGE response)."""
+        assert not self._done, "interaction answered twice"
+        self._done = True
+        self._log.append(Sent(None, None, view, False, time.perf_counter(), "edit"))
+
 
 class FakeFollowup:
     def __init__(self, log: list[Sent], response: FakeResponse) -> None:
@@ -338,3 +347,132 @@ def errors(bot: Any, kind: str) -> float:
 
 def votes(bot: Any, vote: str) -> float:
     return bot.metrics.sample("synesthete_bot_feedback_total", vote=vote)
+
+
+# ---- component presses through discord.py's real interaction path ------------------------
+
+
+@dataclass
+class Call:
+    method: str
+    path: str  # the route's template, e.g. /interactions/{webhook_id}/{webhook_token}/callback
+    payload: dict
+
+
+class DiscordEdge:
+    """Discord's HTTP API where interactions are answered: ``AsyncWebhookAdapter.request``, the one
+    place every interaction response and follow-up goes through.  Records each call and answers
+    as Discord does, so everything above it (Interaction, InteractionResponse, Webhook, the view
+    store, the bot) is the real discord.py."""
+
+    CALLBACK = "/interactions/{webhook_id}/{webhook_token}/callback"
+    FOLLOWUP = "/webhooks/{webhook_id}/{webhook_token}"
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.author: dict = {}
+        #: the messages follow-ups made, as Discord returns them (what a later press refers to)
+        self.posted: list[dict] = []
+
+    async def request(self, route: Any, payload: dict | None = None) -> Any:
+        self.calls.append(Call(route.method, route.path, payload or {}))
+        if route.path == self.CALLBACK:
+            return {"interaction": {"id": str(route.webhook_id), "type": 3}}
+        if route.method in ("POST", "PATCH"):  # a follow-up (wait=True) or an edit: the message
+            data = dict(payload or {})
+            message = {"id": str(facts.make_id()), "channel_id": "0", "type": 0, "content": data.get("content") or "",
+                    "author": self.author, "embeds": data.get("embeds") or [],
+                    "components": data.get("components") or [], "attachments": [], "mentions": [],
+                    "mention_roles": [], "pinned": False, "mention_everyone": False, "tts": False,
+                    "timestamp": "2024-01-01T00:00:00+00:00", "edited_timestamp": None,
+                    "flags": data.get("flags") or 0}
+            if route.method == "POST":
+                self.posted.append(message)
+            return message
+        return None
+
+    @property
+    def responses(self) -> list[dict]:
+        """The initial responses: type 4 a message, 5 deferred ("thinking…"), 7 the message updated."""
+        return [c.payload for c in self.calls if c.path == self.CALLBACK]
+
+    @property
+    def followups(self) -> list[dict]:
+        return [c.payload for c in self.calls if c.method == "POST" and c.path == self.FOLLOWUP]
+
+    def said(self) -> list[tuple[str, bool]]:
+        """Every sentence sent, with whether only the presser saw it (ephemeral)."""
+        out = [(r["data"].get("content") or "", bool(r["data"].get("flags", 0) & 64))
+               for r in self.responses if r["type"] == 4]
+        out += [(f.get("content") or "", bool(f.get("flags", 0) & 64)) for f in self.followups if f.get("content")]
+        return out
+
+    def embeds(self) -> list[dict]:
+        return [e for f in self.followups for e in f.get("embeds") or []]
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.posted.clear()
+
+
+def install_discord_edge(monkeypatch: Any) -> DiscordEdge:
+    from discord.webhook.async_ import AsyncWebhookAdapter
+
+    edge = DiscordEdge()
+
+    async def request(adapter: Any, route: Any, session: Any, *, payload: dict | None = None, **_: Any) -> Any:
+        return await edge.request(route, payload)
+
+    monkeypatch.setattr(AsyncWebhookAdapter, "request", request)
+    return edge
+
+
+def keep_components(monkeypatch: Any) -> list[dict]:
+    """dpytest drops the components of a message the bot sends; Discord keeps them, and a press
+    refers to them.  Returns the sent messages' payloads (as Discord stores them), in order."""
+    sent: list[dict] = []
+    original = back.FakeHttp.send_message
+
+    async def send_message(self: Any, channel_id: int, *, params: Any) -> dict:
+        channel = back._get_higher_locs(1).get("channel")  # noqa: F841 - dpytest reads it from this frame
+        data = await original(self, channel_id, params=params)
+        data["components"] = (params.payload or {}).get("components") or []
+        sent.append(data)
+        return data
+
+    monkeypatch.setattr(back.FakeHttp, "send_message", send_message)
+    return sent
+
+
+def custom_ids(message: dict) -> list[str]:
+    return [c["custom_id"] for row in message.get("components", []) for c in row.get("components", [])]
+
+
+def disabled(components: list[dict]) -> list[bool]:
+    return [bool(c.get("disabled")) for row in components for c in row.get("components", [])]
+
+
+async def press(bot: Any, edge: DiscordEdge, message: dict, custom_id: str, *, values: list[str] | None = None,
+                member: Any = None) -> None:
+    """Discord's INTERACTION_CREATE for a click on ``custom_id`` under ``message`` in the first
+    channel, handed to the bot's connection state as the gateway would; returns when the bot's
+    handling (discord.py's ``discord-ui-*`` tasks) is done.  The message is the bot's own: the
+    application (its user) is the same across restarts, so its author is the running bot."""
+    c = dpytest.get_config()
+    channel, member = c.channels[0], member or c.members[0]
+    edge.author = facts.dict_from_user(bot.user)
+    component = {"custom_id": custom_id, "component_type": 3 if values is not None else 2}
+    if values is not None:
+        component["values"] = values
+    data = {
+        "id": str(facts.make_id()), "application_id": str(bot.user.id), "type": 3, "version": 1,
+        "token": f"interaction-token-{facts.make_id()}", "guild_id": str(channel.guild.id),
+        "channel_id": str(channel.id), "channel": {"id": str(channel.id), "type": 0, "guild_id": str(channel.guild.id),
+                                                    "name": channel.name, "position": 0},
+        "member": {**facts.dict_from_member(member), "permissions": "0", "deaf": False, "mute": False},
+        "message": {**message, "author": facts.dict_from_user(bot.user)}, "data": component,
+        "attachment_size_limit": 10 * 1024 * 1024, "app_permissions": "0", "locale": "en-US",
+    }
+    bot._connection.parse_interaction_create(data)
+    while pending := [t for t in asyncio.all_tasks() if t.get_name().startswith("discord-ui-") and not t.done()]:
+        await asyncio.gather(*pending)

@@ -47,7 +47,7 @@ async def test_more_by_this_artist_answers_with_the_recognised_songs_artist(bot,
     await recommend(bot, inter, audio_att(files))
     view = inter.sent[0].view
     seed = view.answer.seed
-    assert view.artist is not None and view.artist.label == f"More by {seed.artist}"
+    assert view.artist is not None and view.artist.item.label == f"More by {seed.artist}"
     click = FakeInteraction(bot, FakeUser(9))
     await view.artist.callback(click)
     (sent,) = click.sent
@@ -168,6 +168,48 @@ async def test_similar_with_autocomplete_value_and_free_text(bot):
     assert free.embeds[0].title == "🎶 Songs like Artist 5 – Song number 12"
 
 
+async def test_similar_from_autocomplete_shows_and_stores_the_title_not_the_id(bot):
+    """Issue 16: a track picked from the autocomplete showed "/similar id:…" in the footer and
+    stored it as the query; the person picked a title, so that is what both say."""
+    search = cog(bot, "Search")
+    inter = FakeInteraction(bot)
+    choice = (await search.track_autocomplete(inter, "song number 12"))[0]
+    await search.similar.callback(search, inter, choice.value)
+    footer = inter.embeds[0].footer.text
+    assert footer.startswith("/similar Artist 5 – Song number 12 · ") and "id:" not in footer
+    typed = FakeInteraction(bot)
+    await search.similar.callback(search, typed, "song number 12", genre="Rock", bpm="90-140")
+    assert typed.embeds[0].footer.text.startswith("/similar song number 12 (genre Rock · 90-140 BPM) · ")
+    queries_stored = [r["query"] for r in bot.feedback.rows(include_unvoted=True)]
+    assert queries_stored == ["/similar Artist 5 – Song number 12",
+                              "/similar song number 12 (genre Rock · 90-140 BPM)"]
+
+
+async def test_more_pages_the_way_the_answer_was_made(bot, files):
+    """"More like this" under a filtered /similar keeps the filters, and under "More by <artist>"
+    pages more by that artist (it paged unfiltered similar tracks in both)."""
+    search = cog(bot, "Search")
+    inter = FakeInteraction(bot)
+    await search.similar.callback(search, inter, "song number 12", genre="Rock")
+    wanted = bot.service.calls[-1][4]
+    assert wanted.genres == ("Rock",)
+    more = FakeInteraction(bot)
+    await inter.sent[0].view.more.callback(more)
+    assert bot.service.calls[-1] == ("similar_to", bot.service.tracks[12].track_id, 5, 5, wanted)
+    assert more.embeds and more.sent[0].view.answer.filters == wanted
+
+    rec = FakeInteraction(bot)
+    await recommend(bot, rec, audio_att(files))
+    by_artist = FakeInteraction(bot)
+    await rec.sent[0].view.artist.callback(by_artist)
+    first = by_artist.sent[0].view.answer
+    assert first.kind == "artist" and len(first.results) == 4  # the stub's Artist 0 has four other songs
+    more = FakeInteraction(bot)
+    await by_artist.sent[0].view.more.callback(more)
+    assert bot.service.calls[-1] == ("more_by_artist", bot.service.tracks[0].track_id, 5, 4)
+    assert more.texts[0].startswith("That's all I have by Artist 0;")
+
+
 async def test_similar_with_filters_and_a_contradictory_one(bot):
     search = cog(bot, "Search")
     inter = FakeInteraction(bot)
@@ -250,7 +292,7 @@ async def test_more_like_this_pages_then_reseeds(bot, files):
     assert bot.service.calls[-1][0] == "similar_to" and bot.service.calls[-1][3] == 15
     # reseed from a chosen result
     pick = view.answer.results[2].track
-    view.reseed._values = [pick.track_id]
+    view.reseed.item._values = [pick.track_id]
     click = FakeInteraction(bot, FakeUser(8))
     await view.reseed.callback(click)
     assert click.embeds[0].title == f"🎶 Songs like {pick.title}"
@@ -267,7 +309,7 @@ async def test_more_on_unknown_clip_runs_out_politely(bot, files):
         click = FakeInteraction(bot)
         await view.more.callback(click)
         view = click.sent[0].view
-    assert view.more.disabled  # pool used up and no seed track: nothing more to page
+    assert view.more.item.disabled  # pool used up and no seed track: nothing more to page
     click = FakeInteraction(bot)
     await view.more.callback(click)
     assert click.texts[0].startswith("That's all I have for this clip")
@@ -322,3 +364,18 @@ async def test_tree_error_handler_says_one_sentence(bot, caplog):
     await bot.tree.on_error(inter, app_commands.AppCommandError("transformer blew up"))
     assert inter.sent[0].ephemeral and inter.texts[0].startswith(E.SynestheteError.user_message)
     assert "failed outside the request path" in caplog.text
+
+
+async def test_buttons_work_when_the_answer_could_not_be_stored(bot, files, monkeypatch, caplog):
+    """A failed feedback write (disk full, locked file) must not break the buttons of the answer
+    just posted: the process keeps its latest answers in memory."""
+    def full_disk(**_):
+        raise OSError("database or disk is full")
+
+    monkeypatch.setattr(bot.feedback, "record_answer", full_disk)
+    inter = FakeInteraction(bot)
+    await recommend(bot, inter, audio_att(files))
+    assert "could not store answer" in caplog.text
+    more = FakeInteraction(bot)
+    await inter.sent[0].view.more.callback(more)
+    assert more.embeds and "(more, 6–10)" in more.embeds[0].title

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import discord
 import discord.ext.test as dpytest
 
@@ -55,6 +57,21 @@ async def test_mention_mode_answers_only_mentions(make_bot, files):
     out = sent_messages()
     assert len(out) == 1 and out[0].embeds
     assert not bot.intents.message_content  # mention-only needs no privileged intent
+
+
+async def test_mentions_are_not_parsed_as_prefix_commands(make_bot, files, caplog):
+    """Issue 16: "@Synesthete what's this song?" (the documented way to ask in mention mode)
+    logged ERROR CommandNotFound: Command "what's" is not found, for every such message."""
+    bot = await make_bot(bot_watch_mode="mention")
+    _, channel, member = cfg()
+    url = files.add("song.mp3", AUDIO)
+    for text in (f"<@{bot.user.id}> what's this song?", f"<@{bot.user.id}> help", f"<@{bot.user.id}>"):
+        await post(channel, member, text, [attachment_dict(url, "song.mp3", len(AUDIO), "audio/mpeg")])
+        await post(channel, member, text)  # and without audio: nothing to say, nothing to log
+    await dpytest.run_all_events()
+    assert [bool(m.embeds) for m in sent_messages()] == [True, True, True]  # each mp3 answered
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert "CommandNotFound" not in caplog.text
 
 
 async def test_allowlist_mode_watches_listed_channels_only(make_bot, files, tmp_path):

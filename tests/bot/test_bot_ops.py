@@ -228,3 +228,63 @@ def test_metrics_add_up_over_processes_in_multiprocess_mode(tmp_path):
     assert values[("synesthete_bot_queries_total", (("flow", "voice"), ("outcome", "ok")))] == 2
     assert values[("synesthete_bot_errors_total", (("kind", "too_short"),))] == 2
     assert values[("synesthete_bot_query_seconds_count", (("flow", "voice"),))] == 4
+
+
+def with_shards(settings: Settings, count: int, ids: str) -> Settings:
+    """``settings`` with ``bot_shard_count`` / ``bot_shard_ids``; set on the frozen object until
+    engine.settings has the two fields (the bot reads them with getattr and their defaults)."""
+    if hasattr(Settings, "bot_shard_count"):
+        return settings.replace(bot_shard_count=count, bot_shard_ids=ids)
+    object.__setattr__(settings, "bot_shard_count", count)
+    object.__setattr__(settings, "bot_shard_ids", ids)
+    return settings
+
+
+def test_the_bot_runs_the_shards_the_settings_name(tmp_path):
+    from bot.client import ShardedSynestheteBot, create_bot
+
+    from .fakes import StubService
+
+    def settings(count: int | None = None, ids: str = "") -> Settings:
+        s = Settings(data_dir=tmp_path, discord_token=TOKEN)
+        return s if count is None else with_shards(s, count, ids)
+
+    stub = StubService(settings())
+    try:
+        default = create_bot(settings(), stub)
+        # Discord's recommended count (asked at login), every shard in this process
+        assert isinstance(default, ShardedSynestheteBot)
+        assert default.shard_count is None and default.shard_ids is None
+        two_of_four = create_bot(settings(4, "3, 1"), stub)
+        assert isinstance(two_of_four, ShardedSynestheteBot)
+        assert two_of_four.shard_count == 4 and two_of_four.shard_ids == [1, 3]
+        assert two_of_four.running_shards() == [1, 3] and two_of_four.health()["shard_count"] == 4
+        all_of_eight = create_bot(settings(8), stub)
+        assert all_of_eight.shard_count == 8 and all_of_eight.shard_ids is None
+        one = create_bot(settings(1), stub)
+        assert type(one) is SynestheteBot and one.running_shards() == [0]  # one connection, no sharding layer
+    finally:
+        stub.close()
+
+
+@pytest.mark.parametrize("count,ids,says", [
+    (0, "0,1", "SYNESTHETE_BOT_SHARD_IDS='0,1' needs SYNESTHETE_BOT_SHARD_COUNT"),
+    (2, "1,2", "shard numbers go from 0 to SYNESTHETE_BOT_SHARD_COUNT-1 (1)"),
+    (2, "one", "SYNESTHETE_BOT_SHARD_IDS='one': comma-separated shard numbers expected"),
+    (-1, "", "SYNESTHETE_BOT_SHARD_COUNT=-1: must be at least 0"),
+])
+def test_shard_settings_that_do_not_fit_are_refused_with_a_sentence(tmp_path, count, ids, says):
+    from bot.client import shard_config
+
+    with pytest.raises(ValueError) as ei:
+        shard_config(with_shards(Settings(data_dir=tmp_path), count, ids))
+    assert says in str(ei.value)
+
+
+def test_main_refuses_shard_ids_without_a_count(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SYNESTHETE_BOT_SHARD_IDS", "0,1")
+    rc = bot_main.main(["--env-file", str(tmp_path / "none.env")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "SYNESTHETE_BOT_SHARD_IDS" in err and "Build the catalogue" not in err

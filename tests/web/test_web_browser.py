@@ -12,10 +12,14 @@ Set SYNESTHETE_WEB_SCREENSHOT=docs/web-answer.png to refresh the screenshot in t
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import os
 import shutil
 import socket
+import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Self
 
@@ -98,7 +102,10 @@ def server(web_service, web_settings):
     from web.app import create_app
 
     web_service._async_slots = None  # this thread's loop gets its own semaphore
-    with ServerThread(create_app(web_service, web_settings)) as srv:
+    # these tests make more audio queries in 30 s than the per-IP burst (6) allows; the limits
+    # themselves are tested in test_web_api.py
+    settings = dataclasses.replace(web_settings, web_rate_per_minute=600.0, web_rate_burst=100)
+    with ServerThread(create_app(web_service, settings)) as srv:
         yield srv
     web_service._async_slots = None
 
@@ -237,3 +244,131 @@ def test_fits_a_phone_screen(browser, server) -> None:
             "return document.documentElement.scrollWidth <= window.innerWidth + 1"), "horizontal scrolling on a phone"
     finally:
         browser.set_window_size(900, 1400)
+
+
+# ---- the microphone: one recording at a time (issue 16) ---------------------------------------
+#
+# The hooks wrap the browser's own APIs after the page loaded (app.js looks them up at call
+# time), so they count what the page really does: microphone streams opened (and whether any
+# track is still live), WebSockets opened, and every recording posted to /api/recommend.
+
+MIC_HOOKS = """
+const t = window.__mic = { gum: 0, streams: [], sockets: 0, uploads: [], pressAfterOpen: null };
+const md = navigator.mediaDevices;
+const gum = md.getUserMedia.bind(md);
+md.getUserMedia = async (c) => {
+  t.gum += 1;
+  const s = await gum(c);
+  t.streams.push(s);
+  // "a second press ~20 ms after starting"
+  if (t.pressAfterOpen) { const id = t.pressAfterOpen; t.pressAfterOpen = null;
+                          setTimeout(() => document.getElementById(id).click(), 20); }
+  return s;
+};
+const WS = window.WebSocket;
+window.WebSocket = class extends WS { constructor(...a) { super(...a); t.sockets += 1; } };
+const f = window.fetch.bind(window);
+window.fetch = (url, opts) => {
+  if (String(url).includes("/api/recommend") && opts && opts.body instanceof FormData) {
+    const file = opts.body.get("file");
+    const entry = { size: file.size, b64: null };
+    t.uploads.push(entry);
+    const r = new FileReader();
+    r.onload = () => { entry.b64 = String(r.result).split(",")[1] || ""; };
+    r.readAsDataURL(file);
+  }
+  return f(url, opts);
+};
+t.liveTracks = () => t.streams.flatMap((s) => s.getTracks()).filter((x) => x.readyState === "live").length;
+"""
+
+
+def install_mic_hooks(browser) -> None:
+    browser.execute_script(MIC_HOOKS)
+
+
+def mic(browser, expr: str):
+    return browser.execute_script(f"return window.__mic.{expr}")
+
+
+def press(browser, button: str, how: str) -> None:
+    """Press ``button`` twice: both in one go, or the second ~20 ms after the microphone opened."""
+    if how == "at once":
+        browser.execute_script(f"const b = document.getElementById('{button}'); b.click(); b.click();")
+    else:
+        browser.execute_script(f"window.__mic.pressAfterOpen = '{button}'; document.getElementById('{button}').click();")
+
+
+def upload_seconds(browser, n: int, tmp_path: Path) -> float:
+    """Seconds of audio in the n-th recording the page posted (decoded by the real ffmpeg)."""
+    WebDriverWait(browser, ANSWER_TIMEOUT_S).until(
+        lambda d: d.execute_script(f"const u = window.__mic.uploads[{n}]; return Boolean(u && u.b64 !== null)"))
+    data = base64.b64decode(mic(browser, f"uploads[{n}].b64"))
+    path = tmp_path / f"upload{n}.webm"
+    path.write_bytes(data)
+    done = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "8000", "pipe:"],
+                          capture_output=True)
+    # a recording cut to nothing (the orphan-timer bug) is a header without audio: 0 s
+    return len(done.stdout) / 2 / 8000 if done.returncode == 0 else 0.0
+
+
+def wait_idle(browser) -> None:
+    """No recording and no query in flight: both buttons are back (the page disables them until then)."""
+    WebDriverWait(browser, ANSWER_TIMEOUT_S, poll_frequency=0.3).until(lambda d: d.execute_script(
+        "const r = document.getElementById('record'), l = document.getElementById('live');"
+        "return r.textContent.includes('Record') && !r.disabled && l.textContent.includes('Listen') && !l.disabled"))
+
+
+@pytest.mark.parametrize("how", ["at once", "20 ms after the microphone opened"])
+def test_record_pressed_twice_gives_one_full_recording(browser, server, web_settings, tmp_path, how) -> None:
+    open_page(browser, server)
+    install_mic_hooks(browser)
+    full = web_settings.web_record_seconds
+    press(browser, "record", how)
+    wait_for_answer(browser)
+    wait_idle(browser)
+    assert mic(browser, "gum") == 1, "two presses opened two microphone streams"
+    assert len(mic(browser, "uploads")) == 1
+    # the second press neither stopped it early (a 0-ms upload) nor started another
+    assert full - 1.0 <= upload_seconds(browser, 0, tmp_path) <= full + 1.5
+    assert mic(browser, "liveTracks()") == 0, "a microphone track is still on"
+    # the next recording gets its whole length: no timer of the first one is left to cut it short
+    browser.find_element(By.ID, "record").click()
+    WebDriverWait(browser, 20).until(lambda d: len(d.execute_script("return window.__mic.uploads")) == 2)
+    wait_idle(browser)
+    assert full - 1.0 <= upload_seconds(browser, 1, tmp_path) <= full + 1.5
+    assert mic(browser, "gum") == 2 and mic(browser, "liveTracks()") == 0
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+
+def test_stop_before_the_minimum_sends_nothing_and_says_why(browser, server) -> None:
+    open_page(browser, server)
+    install_mic_hooks(browser)
+    rec = browser.find_element(By.ID, "record")
+    rec.click()
+    WebDriverWait(browser, 10, poll_frequency=0.05).until(lambda d: "Stop" in rec.text and rec.is_enabled())
+    rec.click()  # ~0.5 s in: under the 2-s minimum (min_signal_seconds)
+    err = WebDriverWait(browser, 10).until(EC.visibility_of_element_located((By.ID, "error")))
+    assert err.text == ("That was too short for me to hear anything; "
+                        "let me listen for at least 2 seconds.")
+    time.sleep(1.5)  # a recorder's late chunk would be posted by now
+    assert mic(browser, "uploads") == []
+    assert mic(browser, "liveTracks()") == 0
+    assert rec.text == "● Record" and rec.is_enabled()
+
+
+@pytest.mark.parametrize("how", ["at once", "20 ms after the microphone opened"])
+def test_listen_live_pressed_twice_gives_one_session(browser, server, how) -> None:
+    open_page(browser, server)
+    install_mic_hooks(browser)
+    press(browser, "live", how)
+    wait_for_answer(browser)
+    WebDriverWait(browser, ANSWER_TIMEOUT_S).until(
+        lambda d: not d.find_element(By.ID, "meter-wrap").is_displayed()
+        and "guess" not in d.find_element(By.ID, "headline").get_attribute("class"))
+    wait_idle(browser)
+    assert mic(browser, "sockets") == 1, "two presses opened two live sessions"
+    assert mic(browser, "gum") == 1, "two presses opened two microphone streams"
+    assert mic(browser, "liveTracks()") == 0, "a microphone track is still on"
+    assert EXPECTED_NAME in browser.find_element(By.ID, "sounds-like").text
+    assert not browser.find_element(By.ID, "error").is_displayed()

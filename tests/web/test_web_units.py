@@ -115,3 +115,29 @@ def test_every_route_is_documented() -> None:
     assert {"/", "/healthz", "/metrics", "/api/recommend", "/api/similar", "/api/search", "/api/listen"} <= paths
     for p in paths:
         assert f"`{p}" in docs or f" {p}" in docs, f"{p} is not in docs/api.md"
+
+
+async def test_an_index_that_went_away_is_503_with_retry_after_not_500() -> None:
+    """A Milvus error after the index is open (engine.store maps it once) reaches HTTP as 503."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from engine.errors import StoreUnavailableError
+    from engine.settings import Settings
+    from web.app import create_app
+
+    class Down:
+        settings = Settings()
+
+        async def asimilar_to(self, *a, **kw):
+            raise StoreUnavailableError("Milvus at http://milvus:19530 failed in search_tracks: UNAVAILABLE")
+
+    client = TestClient(TestServer(create_app(Down(), Settings())))
+    await client.start_server()
+    try:
+        resp = await client.get("/api/similar", params={"track_id": "x"})
+        body = await resp.json()
+        assert resp.status == 503 and int(resp.headers["Retry-After"]) >= 1
+        assert body["error"] == {"kind": "store_unavailable",
+                                 "message": "The music index isn't available right now; please try again in a minute."}
+    finally:
+        await client.close()

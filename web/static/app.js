@@ -18,9 +18,10 @@
     lost: "The connection dropped before I could answer; please try again.",
     too_large: "That file is too large for me; please send a shorter clip.",
     internal: "Something went wrong on our side; please try again later.",
+    rec_failed: "The recording stopped unexpectedly; please try again.",
   };
   let busy = false;       // a query is in flight (one at a time)
-  let capture = null;     // the running recording, if any
+  let mic = null;         // the recording session, if any (see "microphone" below)
 
   // ---- small helpers ---------------------------------------------------------------------
 
@@ -43,8 +44,7 @@
   }
   function setBusy(on) {
     busy = on;
-    ui.file.disabled = on;
-    if (!capture) { ui.record.disabled = on; ui.live.disabled = on; }
+    showCapture();
   }
   async function apiJson(resp) {
     let body = null;
@@ -151,7 +151,7 @@
   }
 
   async function similar(trackId, name, sameArtist = false) {
-    if (busy) return;
+    if (busy || mic) return;  // one thing at a time: not while the microphone is on
     showError("");
     setBusy(true);
     status(sameArtist ? `Finding more by the artist of ${name}…` : `Finding songs like ${name}…`);
@@ -165,7 +165,24 @@
     }
   }
 
-  // ---- microphone: level meter, countdown, MediaRecorder ----------------------------------
+  // ---- microphone: one recording at a time ------------------------------------------------
+  //
+  // `mic` is the one recording session, and the only owner of the microphone stream, the
+  // MediaRecorder, the level meter and the countdown. Its life:
+  //
+  //   idle ─press─► starting ─recorder running for DOUBLE_PRESS_S─► armed ─press / time up─► stopping ─► idle
+  //                  │  (presses ignored: "… Starting")                           (onEnd: ok, seconds, chunks)
+  //                  └─ refused / failed / cancelled ─► idle                      (onEnd: error | cancelled)
+  //
+  // `mic` is set synchronously on the press, before the permission prompt is awaited, so a
+  // second press can never open a second stream. Every way out goes through endCapture(),
+  // which stops every track, clears every timer and frame, closes the meter's AudioContext and
+  // calls onEnd exactly once. Timer and recorder callbacks act only on their own session, so a
+  // late callback of an old one cannot stop a later recording.
+
+  const DOUBLE_PRESS_S = 0.5;  // presses this soon after the recorder started are a double press
+
+  const minRecordSeconds = () => Math.max(1, Number(config.min_signal_seconds) || 2);
 
   function pickMime() {
     if (!window.MediaRecorder) return null;
@@ -175,7 +192,31 @@
     return "";
   }
 
-  async function startCapture({ timeslice, onChunk, onStop }) {
+  function showCapture() {
+    const s = mic;
+    for (const [kind, button, idleText] of [["record", ui.record, "● Record"], ["live", ui.live, "◉ Listen live"]]) {
+      const mine = s && s.kind === kind;
+      button.textContent = !mine ? idleText : s.armed ? "■ Stop" : "… Starting";
+      button.classList.toggle("recording", Boolean(mine && s.armed));
+      // while starting, both are disabled; while armed, only this session's Stop is live
+      button.disabled = s ? !(mine && s.armed) : busy;
+    }
+    ui.file.disabled = busy || Boolean(s);
+    ui.meterWrap.hidden = !(s && s.recorder);
+    if (!s) { ui.meterBar.style.width = "0"; ui.countdown.textContent = ""; }
+  }
+
+  /** Start a session now (synchronously); the microphone is opened in the background. */
+  function beginCapture(kind, { onChunk = null, onEnd }) {
+    const s = { kind, armed: false, ended: false, stream: null, recorder: null, ctx: null, raf: 0,
+                timers: [], chunks: [], mime: "", t0: 0, t1: 0, onChunk, onEnd };
+    mic = s;
+    showCapture();
+    openCapture(s).catch((e) => endCapture(s, { error: e.message }));
+    return s;
+  }
+
+  async function openCapture(s) {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) throw new Error(MSG.no_mic);
     const mime = pickMime();
     if (mime === null) throw new Error(MSG.no_recorder);
@@ -187,105 +228,144 @@
     } catch (e) {
       throw new Error(e && e.name === "NotAllowedError" ? MSG.mic_denied : MSG.no_mic);
     }
+    s.stream = stream;  // owned from here on: endCapture stops its tracks
+    if (s.ended) { releaseCapture(s); return; }  // cancelled while the browser asked
     const rec = new MediaRecorder(stream, mime ? { mimeType: mime, audioBitsPerSecond: 64000 } : {});
-    const chunks = [];
-    const cap = { rec, stream, mime: rec.mimeType || mime || "audio/webm", chunks, stopped: false };
+    s.recorder = rec;
+    s.mime = rec.mimeType || mime || "audio/webm";
+    rec.ondataavailable = (ev) => {
+      if (!ev.data || !ev.data.size) return;
+      s.chunks.push(ev.data);
+      if (s.onChunk && !s.ended) s.onChunk(ev.data);
+    };
+    rec.onstop = () => endCapture(s, { ok: true });
+    rec.onerror = () => endCapture(s, { error: MSG.rec_failed });
+    startMeter(s);
+    rec.start(1000);
+    s.t0 = performance.now();
+    const limit = config.record_seconds;
+    const tick = () => {
+      const left = Math.max(0, limit - (performance.now() - s.t0) / 1000);
+      ui.countdown.textContent = `${Math.ceil(left - 1e-9)} s left`;
+      if (left <= 0) stopCapture(s);
+    };
+    s.timers.push(setInterval(tick, 200));
+    tick();
+    s.timers.push(setTimeout(() => { s.armed = true; if (mic === s) showCapture(); }, DOUBLE_PRESS_S * 1000));
+    showCapture();
+  }
+
+  function startMeter(s) {
     // level meter: RMS of the analyser's waveform, drawn every frame
     try {
       const Ctx = window.AudioContext || window.webkitAudioContext;
-      cap.ctx = new Ctx();
-      const an = cap.ctx.createAnalyser();
+      s.ctx = new Ctx();
+      const an = s.ctx.createAnalyser();
       an.fftSize = 1024;
-      cap.ctx.createMediaStreamSource(stream).connect(an);
+      s.ctx.createMediaStreamSource(s.stream).connect(an);
       const buf = new Float32Array(an.fftSize);
       const draw = () => {
-        if (cap.stopped) return;
+        if (s.ended) return;
         an.getFloatTimeDomainData(buf);
-        let s = 0;
-        for (let i = 0; i < buf.length; i++) s += buf[i] * buf[i];
-        const db = 20 * Math.log10(Math.sqrt(s / buf.length) + 1e-8);
+        let sum = 0;
+        for (let i = 0; i < buf.length; i++) sum += buf[i] * buf[i];
+        const db = 20 * Math.log10(Math.sqrt(sum / buf.length) + 1e-8);
         ui.meterBar.style.width = `${Math.max(0, Math.min(100, (db + 60) * 100 / 60))}%`;
-        cap.raf = requestAnimationFrame(draw);
+        s.raf = requestAnimationFrame(draw);
       };
       draw();
     } catch (_) { /* no Web Audio: recording still works, without a meter */ }
-    rec.ondataavailable = (ev) => {
-      if (ev.data && ev.data.size) { chunks.push(ev.data); if (onChunk) onChunk(ev.data); }
-    };
-    rec.onstop = () => { finishCapture(cap); onStop(cap); };
-    const limit = config.record_seconds;
-    const t0 = performance.now();
-    const tick = () => {
-      const left = Math.max(0, limit - (performance.now() - t0) / 1000);
-      ui.countdown.textContent = `${left.toFixed(0)} s left`;
-      if (left <= 0) stopCapture();
-    };
-    cap.timer = setInterval(tick, 200);
-    tick();
-    ui.meterWrap.hidden = false;
-    rec.start(timeslice);
-    cap.t0 = t0;
-    capture = cap;
-    return cap;
   }
 
-  function stopCapture() {
-    if (capture && capture.rec.state !== "inactive") capture.rec.stop();
+  /** Stop recording: the recorder's last chunk arrives, then onstop ends the session with what it heard. */
+  function stopCapture(s) {
+    if (s.ended || s.t1) return;
+    if (!s.recorder || s.recorder.state === "inactive") { endCapture(s, { cancelled: true }); return; }
+    s.t1 = performance.now();
+    s.timers.forEach((t) => clearInterval(t));  // clearInterval clears timeouts too
+    s.timers = [setTimeout(() => endCapture(s, { ok: true }), 3000)];  // a recorder that never says onstop
+    s.recorder.stop();
   }
 
-  function finishCapture(cap) {
-    cap.stopped = true;
-    clearInterval(cap.timer);
-    if (cap.raf) cancelAnimationFrame(cap.raf);
-    cap.stream.getTracks().forEach((t) => t.stop());
-    if (cap.ctx) cap.ctx.close().catch(() => {});
-    ui.meterWrap.hidden = true;
-    ui.meterBar.style.width = "0";
-    ui.record.textContent = "● Record";
-    ui.live.textContent = "◉ Listen live";
-    ui.record.classList.remove("recording");
-    ui.live.classList.remove("recording");
-    capture = null;
-    ui.record.disabled = busy;
-    ui.live.disabled = busy;
+  /** End without a result (the live session is over, the page is going away). */
+  const cancelCapture = (s) => endCapture(s, { cancelled: true });
+
+  function releaseCapture(s) {
+    s.timers.forEach((t) => clearInterval(t));
+    s.timers = [];
+    if (s.raf) cancelAnimationFrame(s.raf);
+    if (s.recorder && s.recorder.state !== "inactive") {
+      s.recorder.onstop = null;
+      try { s.recorder.stop(); } catch (_) { /* already stopped */ }
+    }
+    if (s.stream) s.stream.getTracks().forEach((t) => t.stop());
+    if (s.ctx) { s.ctx.close().catch(() => {}); s.ctx = null; }
   }
+
+  function endCapture(s, outcome) {
+    if (s.ended) { releaseCapture(s); return; }
+    s.ended = true;
+    releaseCapture(s);
+    if (mic === s) { mic = null; showCapture(); }
+    const seconds = s.t0 ? ((s.t1 || performance.now()) - s.t0) / 1000 : 0;
+    s.onEnd({ ...outcome, seconds, chunks: s.chunks, mime: s.mime });
+  }
+
+  window.addEventListener("pagehide", () => { if (mic) cancelCapture(mic); });
 
   const extFor = (mime) => (mime.includes("ogg") ? "ogg" : mime.includes("mp4") ? "m4a" : "webm");
+  const tooShort = (out) => out.seconds < minRecordSeconds() || out.chunks.length === 0;
+  const tooShortMessage = () =>
+    `That was too short for me to hear anything; let me listen for at least ${Math.ceil(minRecordSeconds())} seconds.`;
 
-  async function onRecord() {
-    if (capture) { if (capture.kind === "record") stopCapture(); return; }
+  function onRecord() {
+    if (mic) { if (mic.kind === "record" && mic.armed) stopCapture(mic); return; }  // starting: ignored
     if (busy) return;
     showError("");
-    try {
-      const cap = await startCapture({
-        timeslice: 1000,
-        onStop: (c) => recommend(new Blob(c.chunks, { type: c.mime }), `recording.${extFor(c.mime)}`),
-      });
-      cap.kind = "record";
-      ui.record.textContent = "■ Stop";
-      ui.record.classList.add("recording");
-      ui.live.disabled = true;
-      status("Recording… hold the phone near the music.");
-    } catch (e) {
-      showError(e.message);
-    }
+    status("Recording… hold the phone near the music.");
+    beginCapture("record", {
+      onEnd: (out) => {
+        status("");
+        if (out.error) showError(out.error);
+        else if (out.cancelled) { /* nothing to send */ }
+        else if (tooShort(out)) showError(tooShortMessage());
+        else recommend(new Blob(out.chunks, { type: out.mime }), `recording.${extFor(out.mime)}`);
+      },
+    });
   }
 
   // ---- listen live: stream chunks over a WebSocket, show running guesses ----------------------
 
-  async function onLive() {
-    if (capture) { if (capture.kind === "live") stopCapture(); return; }
+  function onLive() {
+    if (mic) { if (mic.kind === "live" && mic.armed) stopCapture(mic); return; }  // starting: ignored
     if (busy) return;
     showError("");
+    setBusy(true);  // one live session is one query, from the press until the socket is done
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/listen`;
     let ws;
-    try { ws = new WebSocket(url); } catch (_) { showError(MSG.offline); return; }
+    try { ws = new WebSocket(url); } catch (_) { setBusy(false); showError(MSG.offline); return; }
     ws.binaryType = "arraybuffer";
     let finished = false;
-    let cap = null;
     const pending = [];
     const send = (data) => { if (ws.readyState === WebSocket.OPEN) ws.send(data); else pending.push(data); };
-    const end = () => { finished = true; setBusy(false); if (capture === cap) stopCapture(); };
+    const cap = beginCapture("live", {
+      onChunk: (blob) => { if (!finished) send(blob); },
+      // the recorder's last chunk arrives before onstop, so "stop" follows every byte
+      onEnd: (out) => {
+        if (finished) return;
+        if (out.ok && !tooShort(out)) { send(JSON.stringify({ type: "stop" })); status("Thinking…"); return; }
+        finish(out.error || (out.ok ? tooShortMessage() : ""));
+      },
+    });
+    // the session is over: free the microphone and the socket; `message`: one sentence to show
+    function finish(message) {
+      if (finished) return;
+      finished = true;
+      if (message) showError(message);
+      cancelCapture(cap);
+      if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close();
+      setBusy(false);
+    }
     ws.onopen = () => { while (pending.length) ws.send(pending.shift()); };
     ws.onmessage = (ev) => {
       let m;
@@ -298,35 +378,14 @@
       } else if (m.type === "done") {
         if (m.answer) render(m.answer, { heard: m.seconds });
         status(m.reason === "identified" ? `Got it in ${Math.round(m.seconds)} s.` : "");
-        end();
+        finish("");
       } else if (m.type === "error") {
-        showError(m.message);
-        end();
+        finish(m.message);
       }
     };
     ws.onerror = () => {};
-    ws.onclose = () => {
-      if (!finished) { finished = true; showError(MSG.lost); setBusy(false); if (capture === cap) stopCapture(); }
-    };
-    try {
-      cap = await startCapture({
-        timeslice: 1000,
-        onChunk: (blob) => { if (!finished) send(blob); },
-        // the recorder's last chunk arrives before onstop, so "stop" follows every byte
-        onStop: () => { if (!finished) { send(JSON.stringify({ type: "stop" })); status("Thinking…"); } },
-      });
-      cap.kind = "live";
-      setBusy(true);
-      ui.live.disabled = false;
-      ui.live.textContent = "■ Stop";
-      ui.live.classList.add("recording");
-      ui.record.disabled = true;
-      status("Listening…");
-    } catch (e) {
-      finished = true;
-      ws.close();
-      showError(e.message);
-    }
+    ws.onclose = () => { if (!finished) { status(""); finish(MSG.lost); } };
+    status("Listening…");
   }
 
   // ---- upload, drag and drop ---------------------------------------------------------------

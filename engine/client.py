@@ -1,0 +1,217 @@
+"""The engine as a service: :class:`EngineClient` asks a running engine process over HTTP.
+
+Why: milvus-lite lets one process open an index, and a real deployment runs the bot, the
+web page and an admin's terminal side by side.  One process owns the index (``synesthete
+serve`` = ``synesthete-web``); the bot and the CLI become its clients by one setting,
+``SYNESTHETE_ENGINE_URL``, and the CLI finds a running engine by itself when the index is
+held by one (:func:`find_running_engine`).  The client keeps the same contract as the
+in-process service (:class:`engine.api.SynestheteAPI`, plus the blocking calls the CLI
+uses): the same :class:`~engine.service.Recommendation` objects, built from the engine's
+JSON answers (docs/api.md), and the same typed errors, rebuilt from the error ``kind``.
+
+Trusted front ends send ``SYNESTHETE_ENGINE_TOKEN`` as a bearer token so the engine's
+per-address rate limits (meant for web visitors) do not throttle a whole bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .audio import AudioSource
+from .catalogue import SearchHit, Track
+from .errors import EngineUnavailableError, SynestheteError, TooLargeAudioError
+from .fileio import atomic_write_text
+from .filters import TrackFilter
+from .service import Recommendation
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: written by a serving engine into its data directory: how local clients find it
+ENGINE_FILE = "engine.json"
+
+
+def _error_classes() -> dict[str, type[SynestheteError]]:
+    """Every engine error class by its ``kind`` (the web API's error bodies carry the kind)."""
+    out: dict[str, type[SynestheteError]] = {}
+    pending: list[type[SynestheteError]] = [SynestheteError]
+    while pending:
+        cls = pending.pop()
+        out.setdefault(cls.kind, cls)
+        pending.extend(cls.__subclasses__())
+    return out
+
+
+def error_from_body(status: int, body: Any) -> SynestheteError:
+    """The typed error an engine's error body ``{"error": {"kind", "message"}}`` stands for."""
+    err = body.get("error", {}) if isinstance(body, dict) else {}
+    kind, message = err.get("kind", "internal"), err.get("message") or SynestheteError.user_message
+    cls = _error_classes().get(kind, SynestheteError)
+    detail = f"engine answered HTTP {status} {kind}: {message}"
+    try:
+        exc = cls(detail, user_message=message)
+    except TypeError:  # a subclass with a constructor of its own
+        exc = SynestheteError(detail, user_message=message)
+    exc.kind = kind  # kinds the engine has and this process lacks (bad_request, rate_limited) keep theirs
+    return exc
+
+
+class EngineClient:
+    """:class:`engine.api.SynestheteAPI` over a running engine's JSON API (docs/api.md).
+
+    ``settings.engine_url`` (or ``url``) is the engine's base URL.  Every call has a timeout
+    (``settings.query_timeout_s`` + 10 s); a refused connection or a timeout raises
+    :class:`EngineUnavailableError`; an error answer raises the engine's own typed error.
+    The blocking methods (``recommend``, ``similar_to``, ``more_by_artist``,
+    ``search_tracks``) are for the CLI; the ``a*`` coroutines for the bot.
+    """
+
+    def __init__(self, settings: Settings, url: str | None = None) -> None:
+        self.settings = settings
+        self.url = (url or settings.engine_url).rstrip("/")
+        if not self.url:
+            raise ValueError("EngineClient needs SYNESTHETE_ENGINE_URL or a url")
+        self._about: dict[str, Any] | None = None
+
+    # ---- plumbing ---------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        token = self.settings.engine_token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def _request(self, method: str, path: str, params: dict[str, Any] | None = None,
+                       data: bytes | None = None) -> Any:
+        timeout = aiohttp.ClientTimeout(total=self.settings.query_timeout_s + 10.0)
+        query = {k: str(v) for k, v in (params or {}).items() if v is not None and v != ""}
+        try:
+            async with aiohttp.ClientSession(timeout=timeout, headers=self._headers()) as session:
+                async with session.request(method, self.url + path, params=query, data=data) as resp:
+                    body = await resp.json(content_type=None)
+                    if resp.status >= 400:
+                        raise error_from_body(resp.status, body)
+                    return body
+        except SynestheteError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError, ValueError) as exc:
+            raise EngineUnavailableError(f"engine at {self.url} did not answer {method} {path}: {exc!r}") from exc
+
+    def _read_source(self, source: AudioSource) -> bytes:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+        else:
+            data = Path(source).read_bytes()
+        if len(data) > self.settings.max_upload_bytes:
+            raise TooLargeAudioError(f"{len(data)} bytes > limit {self.settings.max_upload_bytes}")
+        return data
+
+    # ---- the contract (engine.api.SynestheteAPI) -------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        return str(self.about().get("model_id", ""))
+
+    def about(self) -> dict[str, Any]:
+        """The engine's ``about``, with ``engine_url`` added (blocking; cached after the first call)."""
+        if self._about is None:
+            self._about = {**asyncio.run(self._request("GET", "/api/about")), "engine_url": self.url}
+        return self._about
+
+    async def arecommend(self, source: AudioSource, k: int | None = None, diverse: bool = True,
+                         filters: TrackFilter | None = None) -> Recommendation:
+        data = self._read_source(source)
+        params = {"k": k, "raw": "" if diverse else "1", **(filters.to_params() if filters else {})}
+        return Recommendation.from_dict(await self._request("POST", "/api/recommend", params, data))
+
+    async def asimilar_to(self, track_id: str, k: int | None = None, offset: int = 0, diverse: bool = True,
+                          filters: TrackFilter | None = None) -> Recommendation:
+        params = {"track_id": track_id, "k": k, "offset": offset, "raw": "" if diverse else "1",
+                  **(filters.to_params() if filters else {})}
+        return Recommendation.from_dict(await self._request("GET", "/api/similar", params))
+
+    async def amore_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
+        params = {"track_id": track_id, "k": k, "offset": offset, "same_artist": "1"}
+        return Recommendation.from_dict(await self._request("GET", "/api/similar", params))
+
+    async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
+        body = await self._request("GET", "/api/search", {"q": text, "limit": min(max(1, limit), 25)})
+        return [SearchHit(Track.from_dict(h), float(h.get("score", 0.0))) for h in body.get("results", [])]
+
+    # ---- blocking calls (the CLI) ------------------------------------------------------
+
+    def recommend(self, source: AudioSource, k: int | None = None, diverse: bool = True,
+                  filters: TrackFilter | None = None) -> Recommendation:
+        return asyncio.run(self.arecommend(source, k, diverse, filters))
+
+    def similar_to(self, track_id: str, k: int | None = None, offset: int = 0, diverse: bool = True,
+                   filters: TrackFilter | None = None) -> Recommendation:
+        return asyncio.run(self.asimilar_to(track_id, k, offset, diverse, filters))
+
+    def more_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
+        return asyncio.run(self.amore_by_artist(track_id, k, offset))
+
+    def search_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
+        return asyncio.run(self.asearch_tracks(text, limit))
+
+    def close(self) -> None:
+        """Nothing to release (a session lives for one call); here so callers treat both alike."""
+
+    def __enter__(self) -> EngineClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- finding a running engine -----------------------------------------------------------
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses for an engine bound to ``host:port``."""
+    if host in ("", "0.0.0.0", "::", "127.0.0.1", "localhost", "::1"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
+@contextmanager
+def advertise(settings: Settings, host: str, port: int) -> Iterator[Path]:
+    """While serving, tell local clients where this engine is (``<data_dir>/engine.json``).
+
+    Why a file and not a fixed port: the CLI must find the engine that holds *this* data
+    directory's index, whatever port it was started on.  Removed when the block ends.
+    """
+    path = Path(settings.data_dir) / ENGINE_FILE
+    atomic_write_text(path, json.dumps({"url": local_url(host, port), "pid": os.getpid()}))
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def find_running_engine(settings: Settings) -> str | None:
+    """The URL of the engine serving ``settings.data_dir``, if one is running; else None."""
+    path = Path(settings.data_dir) / ENGINE_FILE
+    try:
+        info = json.loads(path.read_text())
+        pid, url = int(info["pid"]), str(info["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        log.info("%s names pid %d, which is gone: ignoring it", path, pid)
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return url
+
+
+__all__ = ["ENGINE_FILE", "EngineClient", "advertise", "error_from_body", "find_running_engine", "local_url"]
