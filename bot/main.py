@@ -74,26 +74,26 @@ async def _serve(bot, service, settings: Settings, *, with_web: bool) -> None:
 
     from engine.client import advertise
 
-    runner = None
-    if with_web:
-        from aiohttp import web
-
-        from web.app import create_app
-
-        runner = web.AppRunner(create_app(service, settings))
-        await runner.setup()
-        await web.TCPSite(runner, settings.web_host, settings.web_port).start()
-        print(f"synesthete-bot: web page on http://{settings.web_host}:{settings.web_port}/", flush=True)
-    # with the page, this process is the engine other terminals can ask (engine.client)
+    # with the page (and the index held here), this process is the engine other terminals ask
     serving = advertise(settings, settings.web_host, settings.web_port) if with_web and not settings.engine_url \
-        else nullcontext()
-    try:
-        with serving:
+        else nullcontext("")
+    runner = None
+    with serving as local_token:
+        try:
+            if with_web:
+                from aiohttp import web
+
+                from web.app import create_app
+
+                runner = web.AppRunner(create_app(service, settings, local_token=local_token))
+                await runner.setup()
+                await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+                print(f"synesthete-bot: web page on http://{settings.web_host}:{settings.web_port}/", flush=True)
             async with bot:
                 await bot.start(settings.discord_token)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
 
 
 def build_parser() -> argparse.ArgumentParser:

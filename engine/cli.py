@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -94,12 +95,21 @@ def open_engine(settings: Settings):
     from .client import EngineClient, find_running_engine
     from .service import SynestheteService
 
+    from .errors import EngineUnavailableError
+
     if settings.engine_url:
         return EngineClient(settings)
-    url = find_running_engine(settings)
-    if url is not None:
-        print(f"synesthete: the index is held by a running engine; asking it at {url}", file=sys.stderr)
-        return EngineClient(settings, url)
+    found = find_running_engine(settings)
+    if found is not None:
+        client = EngineClient(settings, found.url, token=found.token)
+        try:
+            client.about()  # a live pid is not proof: pids are reused, a container's engine is pid 1
+        except EngineUnavailableError:
+            logging.getLogger(__name__).info("engine.json names %s, which does not answer: opening the index here",
+                                             found.url)
+        else:
+            print(f"synesthete: the index is held by a running engine; asking it at {found.url}", file=sys.stderr)
+            return client
     return SynestheteService(settings)
 
 

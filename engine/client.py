@@ -19,8 +19,10 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ import aiohttp
 
 from .audio import AudioSource
 from .catalogue import SearchHit, Track
-from .errors import EngineUnavailableError, SynestheteError, TooLargeAudioError
+from .errors import CorruptAudioError, EngineUnavailableError, NotAudioError, SynestheteError, TooLargeAudioError
 from .fileio import atomic_write_text
 from .filters import TrackFilter
 from .service import Recommendation
@@ -53,8 +55,10 @@ def _error_classes() -> dict[str, type[SynestheteError]]:
 
 def error_from_body(status: int, body: Any) -> SynestheteError:
     """The typed error an engine's error body ``{"error": {"kind", "message"}}`` stands for."""
-    err = body.get("error", {}) if isinstance(body, dict) else {}
-    kind, message = err.get("kind", "internal"), err.get("message") or SynestheteError.user_message
+    err = body.get("error") if isinstance(body, dict) else None
+    err = err if isinstance(err, dict) else {}
+    kind = err.get("kind") if isinstance(err.get("kind"), str) else "internal"
+    message = err.get("message") if isinstance(err.get("message"), str) else SynestheteError.user_message
     cls = _error_classes().get(kind, SynestheteError)
     detail = f"engine answered HTTP {status} {kind}: {message}"
     try:
@@ -75,22 +79,24 @@ class EngineClient:
     ``search_tracks``) are for the CLI; the ``a*`` coroutines for the bot.
     """
 
-    def __init__(self, settings: Settings, url: str | None = None) -> None:
+    def __init__(self, settings: Settings, url: str | None = None, *, token: str | None = None,
+                 timeout_s: float | None = None) -> None:
         self.settings = settings
         self.url = (url or settings.engine_url).rstrip("/")
         if not self.url:
             raise ValueError("EngineClient needs SYNESTHETE_ENGINE_URL or a url")
+        self.token = settings.engine_token if token is None else token
+        self.timeout_s = timeout_s or settings.query_timeout_s + 10.0
         self._about: dict[str, Any] | None = None
 
     # ---- plumbing ---------------------------------------------------------------
 
     def _headers(self) -> dict[str, str]:
-        token = self.settings.engine_token
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def _request(self, method: str, path: str, params: dict[str, Any] | None = None,
                        data: bytes | None = None) -> Any:
-        timeout = aiohttp.ClientTimeout(total=self.settings.query_timeout_s + 10.0)
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         query = {k: str(v) for k, v in (params or {}).items() if v is not None and v != ""}
         try:
             async with aiohttp.ClientSession(timeout=timeout, headers=self._headers()) as session:
@@ -98,6 +104,8 @@ class EngineClient:
                     body = await resp.json(content_type=None)
                     if resp.status >= 400:
                         raise error_from_body(resp.status, body)
+                    if not isinstance(body, dict):
+                        raise ValueError(f"expected a JSON object, got {type(body).__name__}")
                     return body
         except SynestheteError:
             raise
@@ -105,13 +113,30 @@ class EngineClient:
             raise EngineUnavailableError(f"engine at {self.url} did not answer {method} {path}: {exc!r}") from exc
 
     def _read_source(self, source: AudioSource) -> bytes:
+        """The upload: size checked before anything is read (a 1 GiB file is refused at once)."""
+        limit = self.settings.max_upload_bytes
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
         else:
-            data = Path(source).read_bytes()
-        if len(data) > self.settings.max_upload_bytes:
-            raise TooLargeAudioError(f"{len(data)} bytes > limit {self.settings.max_upload_bytes}")
+            path = Path(source)
+            try:
+                if path.is_dir():
+                    raise NotAudioError(f"{path} is a directory")
+                if path.stat().st_size > limit:
+                    raise TooLargeAudioError(f"{path}: {path.stat().st_size} bytes > limit {limit}")
+                data = path.read_bytes()
+            except OSError as exc:
+                raise CorruptAudioError(f"cannot read {path}: {exc}") from exc
+        if len(data) > limit:
+            raise TooLargeAudioError(f"{len(data)} bytes > limit {limit}")
         return data
+
+    @staticmethod
+    def _answer(body: dict[str, Any]) -> Recommendation:
+        try:
+            return Recommendation.from_dict(body)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EngineUnavailableError(f"the engine's answer is not an answer: {exc!r}") from exc
 
     # ---- the contract (engine.api.SynestheteAPI) -------------------------------------
 
@@ -129,21 +154,24 @@ class EngineClient:
                          filters: TrackFilter | None = None) -> Recommendation:
         data = self._read_source(source)
         params = {"k": k, "raw": "" if diverse else "1", **(filters.to_params() if filters else {})}
-        return Recommendation.from_dict(await self._request("POST", "/api/recommend", params, data))
+        return self._answer(await self._request("POST", "/api/recommend", params, data))
 
     async def asimilar_to(self, track_id: str, k: int | None = None, offset: int = 0, diverse: bool = True,
                           filters: TrackFilter | None = None) -> Recommendation:
         params = {"track_id": track_id, "k": k, "offset": offset, "raw": "" if diverse else "1",
                   **(filters.to_params() if filters else {})}
-        return Recommendation.from_dict(await self._request("GET", "/api/similar", params))
+        return self._answer(await self._request("GET", "/api/similar", params))
 
     async def amore_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
         params = {"track_id": track_id, "k": k, "offset": offset, "same_artist": "1"}
-        return Recommendation.from_dict(await self._request("GET", "/api/similar", params))
+        return self._answer(await self._request("GET", "/api/similar", params))
 
     async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         body = await self._request("GET", "/api/search", {"q": text, "limit": min(max(1, limit), 25)})
-        return [SearchHit(Track.from_dict(h), float(h.get("score", 0.0))) for h in body.get("results", [])]
+        try:
+            return [SearchHit(Track.from_dict(h), float(h.get("score", 0.0))) for h in body["results"]]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EngineUnavailableError(f"the engine's search answer is not one: {exc!r}") from exc
 
     # ---- blocking calls (the CLI) ------------------------------------------------------
 
@@ -176,42 +204,70 @@ class EngineClient:
 
 def local_url(host: str, port: int) -> str:
     """The URL a client on this machine uses for an engine bound to ``host:port``."""
-    if host in ("", "0.0.0.0", "::", "127.0.0.1", "localhost", "::1"):
+    if host in ("::", "::1"):
+        return f"http://[::1]:{port}"
+    if host in ("", "0.0.0.0", "127.0.0.1", "localhost"):
         host = "127.0.0.1"
     return f"http://{host}:{port}"
 
 
-@contextmanager
-def advertise(settings: Settings, host: str, port: int) -> Iterator[Path]:
-    """While serving, tell local clients where this engine is (``<data_dir>/engine.json``).
+@dataclass(frozen=True)
+class RunningEngine:
+    """What a serving engine wrote into its data directory (see :func:`advertise`)."""
 
-    Why a file and not a fixed port: the CLI must find the engine that holds *this* data
-    directory's index, whatever port it was started on.  Removed when the block ends.
+    url: str
+    pid: int
+    #: a per-run secret: the owner of the data directory's CLI is a trusted front end
+    token: str
+
+
+@contextmanager
+def advertise(settings: Settings, host: str, port: int) -> Iterator[str]:
+    """While serving, tell local clients where this engine is; yields the local token.
+
+    ``<data_dir>/engine.json`` (owner-only, 0600) holds the URL, the pid and a random
+    per-run token that the engine trusts like ``SYNESTHETE_ENGINE_TOKEN``: the same user's
+    CLI finds the engine that holds *this* data directory's index, on whatever port, and is
+    not rate-limited like a web visitor.  Removed when the block ends.  A data directory that
+    cannot take the file only costs the discovery (logged), never the serving.
     """
     path = Path(settings.data_dir) / ENGINE_FILE
-    atomic_write_text(path, json.dumps({"url": local_url(host, port), "pid": os.getpid()}))
+    token = secrets.token_urlsafe(24)
     try:
-        yield path
+        atomic_write_text(path, json.dumps({"url": local_url(host, port), "pid": os.getpid(), "token": token}),
+                          private=True)
+    except OSError as exc:
+        log.warning("cannot write %s (%s): a CLI will not find this engine by itself", path, exc)
+    try:
+        yield token
     finally:
-        path.unlink(missing_ok=True)
+        found = find_running_engine(settings)
+        if found is not None and found.pid == os.getpid():  # never another engine's file
+            with suppress(OSError):
+                path.unlink()
 
 
-def find_running_engine(settings: Settings) -> str | None:
-    """The URL of the engine serving ``settings.data_dir``, if one is running; else None."""
+def find_running_engine(settings: Settings) -> RunningEngine | None:
+    """The engine serving ``settings.data_dir`` by its engine.json, if its pid is alive; else None.
+
+    A live pid is not proof (pids are reused, a container's engine is pid 1): callers check
+    that it answers (:func:`open_engine` in engine.cli).
+    """
     path = Path(settings.data_dir) / ENGINE_FILE
     try:
         info = json.loads(path.read_text())
-        pid, url = int(info["pid"]), str(info["url"])
+        found = RunningEngine(str(info["url"]), int(info["pid"]), str(info.get("token", "")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:
-        os.kill(pid, 0)
+        os.kill(found.pid, 0)
     except ProcessLookupError:
-        log.info("%s names pid %d, which is gone: ignoring it", path, pid)
+        log.info("%s names pid %d, which is gone: ignoring it", path, found.pid)
         return None
     except PermissionError:
         pass  # alive, another user's
-    return url
+    return found
 
 
-__all__ = ["ENGINE_FILE", "EngineClient", "advertise", "error_from_body", "find_running_engine", "local_url"]
+__all__ = ["ENGINE_FILE", "EngineClient", "RunningEngine", "advertise", "error_from_body", "find_running_engine",
+           "local_url"]

@@ -97,6 +97,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8") -> None:
-    """:func:`atomic_write` of a str, encoded with ``encoding`` (no newline translation)."""
-    atomic_write_bytes(path, text.encode(encoding))
+def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8", private: bool = False) -> None:
+    """:func:`atomic_write` of a str, encoded with ``encoding`` (no newline translation).
+
+    ``private``: readable by the owner only (0600), for a file holding a secret.
+    """
+    with atomic_open(path) as fh:
+        if private:
+            os.chmod(fh.name, 0o600)
+        fh.write(text.encode(encoding))

@@ -127,7 +127,7 @@ def decide(fp_best: FingerprintLike | None, votes: Sequence[Vote], *, threshold:
     that answers (``Settings.identify_threshold``); ``head_trained``: whether the segment
     vectors come from a head fine-tuned for recordings.  Candidates, best confidence wins:
 
-    * fingerprint and vote agree on the track: the noisy-OR of the two confidences;
+    * fingerprint (confidence > 0) and vote agree on the track: the noisy-OR of the two;
     * a confident fingerprint (>= threshold) alone;
     * otherwise the vote alone, with a trained head and a margin >= max(threshold, 0.6).
     """
@@ -135,9 +135,11 @@ def decide(fp_best: FingerprintLike | None, votes: Sequence[Vote], *, threshold:
     fp_conf = fp_best.confidence if fp_best is not None else 0.0
     emb_conf = vote_confidence(votes)
     candidates: list[Decision] = []
-    if fp_best is not None and best_vote is not None and fp_best.track_key == best_vote.track_key:
+    if fp_best is not None and fp_conf > 0 and best_vote is not None and fp_best.track_key == best_vote.track_key:
         # two independent opinions agree: a weak landmark match confirmed by the
-        # segment vote is as good as a strong one (noisy-OR of the two confidences)
+        # segment vote is as good as a strong one (noisy-OR of the two confidences).
+        # A landmark "match" of confidence 0 (no margin over the runner-up) is chance,
+        # not an opinion: it must not let an untrained head's vote answer alone.
         both = 1.0 - (1.0 - fp_conf) * (1.0 - emb_conf)
         candidates.append(Decision(fp_best.track_key, both, fp_best.offset_s, "both"))
     if fp_best is not None and fp_conf >= threshold:

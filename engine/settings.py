@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ _MINIMUM: dict[str, float] = {
     "answers_per_artist": 0, "identify_threshold": 0.0, "fingerprint_max_candidates": 0,
     "speed_tolerance_pct": 0.0, "workers": 1, "query_timeout_s": 0.1, "bot_max_attachments": 1,
     "bot_max_attachment_bytes": 1, "bot_download_timeout_s": 0.1, "bot_user_cooldown_rate": 1,
-    "bot_user_cooldown_per_s": 0.0, "bot_guild_concurrency": 1, "bot_answer_ttl_s": 0.0, "bot_shard_count": 0, "bot_metrics_port": -1, "web_port": 0,
+    "bot_user_cooldown_per_s": 0.0, "bot_guild_concurrency": 1, "bot_answer_ttl_s": 0.0, "bot_shard_count": 0, "bot_metrics_port": -1, "web_port": 1,
     "web_max_request_bytes": 0, "web_rate_per_minute": 0.0, "web_rate_burst": 1,
     "web_search_rate_per_minute": 0.0, "web_search_rate_burst": 1, "web_record_seconds": 1.0,
     "web_live_interval_s": 0.1, "web_live_stop_confidence": 0.0, "web_live_max_sessions": 1,
@@ -255,6 +256,8 @@ class Settings:
             choices = _choices(hints[f.name])
             if choices and value not in choices:
                 raise ValueError(f"setting {env_key(f.name)}={value!r}: use one of {', '.join(choices)}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"setting {env_key(f.name)}={value!r}: must be a finite number")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 low, high = _MINIMUM.get(f.name), _MAXIMUM.get(f.name)
                 if (low is not None and value < low) or (high is not None and value > high):
@@ -287,7 +290,10 @@ class Settings:
         if env_file is not None and Path(env_file).is_file():
             from dotenv import dotenv_values
 
-            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+            try:
+                values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+            except (UnicodeDecodeError, OSError) as exc:
+                raise ValueError(f"settings file {env_file}: cannot read it ({exc})") from exc
         values.update(os.environ if env is None else env)
         hints = _hints()
         kwargs: dict[str, Any] = {}

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ModelError, StoreError, StoreLockedError, SynestheteError
@@ -54,7 +55,8 @@ def exit_code(exc: SynestheteError) -> int:
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """``--env-file`` and ``-v/--verbose``: the options every console script has."""
-    parser.add_argument("--env-file", default=".env", help="settings file read under the real environment")
+    parser.add_argument("--env-file", default=None,
+                        help="settings file read under the real environment (default: .env when present)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and show error details")
 
 
@@ -91,8 +93,12 @@ def run_console(prog: str, parser: argparse.ArgumentParser, body: Callable[[argp
     """
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
+    env_file = getattr(args, "env_file", None)
+    if env_file is not None and not Path(env_file).exists():  # /dev/null: no settings file at all
+        print(f"{prog}: --env-file {env_file}: no such file", file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
-        settings = Settings.from_env(env_file=getattr(args, "env_file", ".env"))
+        settings = Settings.from_env(env_file=env_file or ".env")
         if overrides is not None and (changes := {k: v for k, v in overrides(args).items() if v is not None}):
             settings = settings.replace(**changes)
     except ValueError as exc:
@@ -113,9 +119,15 @@ def run_console(prog: str, parser: argparse.ArgumentParser, body: Callable[[argp
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:  # the last line of defence: one line for the user, the traceback in the log
-        log.error("%s: unexpected error", prog, exc_info=True)
-        print(f"{prog}: internal error ({type(exc).__name__}: {exc}); the log has the details", file=sys.stderr)
+    except OSError as exc:  # a path or port of the user's (no such directory, permission, port in use)
+        log.log(logging.ERROR if verbose else logging.DEBUG, "%s failed", prog, exc_info=True)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{prog}:{where} {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:  # the last line of defence: one line; the traceback with -v (or at DEBUG)
+        log.log(logging.ERROR if verbose else logging.DEBUG, "%s: unexpected error", prog, exc_info=True)
+        print(f"{prog}: internal error ({type(exc).__name__}: {exc}); run again with -v for the details",
+              file=sys.stderr)
         return EXIT_INTERNAL
 
 

@@ -27,6 +27,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.catalogue import AUDIO_EXTENSIONS, SPOTIFY_FEATURES, SPOTIFY_ID_RE, Track
 
@@ -76,7 +77,7 @@ def read_kaggle_csv(path: Path, *, spotify_ids: bool = True) -> CsvReadResult:
         reader = csv.reader(fh)
         header = _read_header(reader, path)
         col = {name: i for i, name in enumerate(header)}
-        for row in reader:
+        for row in _rows(reader, path):
             rows += 1
             if not row or all(not c.strip() for c in row):
                 continue
@@ -98,6 +99,19 @@ def read_kaggle_csv(path: Path, *, spotify_ids: bool = True) -> CsvReadResult:
                     existing.genres.append(genre)
             existing.popularity = max(existing.popularity, track.popularity)
     return CsvReadResult(tracks, problems, rows)
+
+
+def _rows(reader: Any, path: Path) -> Iterator[list[str]]:
+    """The data rows; a row the csv module cannot split (a quote never closed swallows the
+    rest of the file) is a ValueError naming the line, not a half-read catalogue."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ValueError(f"{path} line {reader.line_num}: cannot read the row ({exc}); a quote (\") is "
+                             "probably never closed: fix that row and build again") from exc
 
 
 def _read_header(reader: Iterator[list[str]], path: Path) -> list[str]:
@@ -132,13 +146,13 @@ def _parse_row(cell: _Cell, line: int, problems: list[CsvProblem], *, spotify_id
     if cell("popularity"):
         try:
             popularity = int(float(cell("popularity")))
-        except ValueError:
+        except (ValueError, OverflowError):  # "abc", "nan", "inf", "1e400"
             problems.append(CsvProblem(line, f"popularity {cell('popularity')!r} is not a number; using 0"))
     duration = None
     if cell("duration_ms"):
         try:
             duration = int(float(cell("duration_ms")))
-        except ValueError:
+        except (ValueError, OverflowError):
             problems.append(CsvProblem(line, f"duration_ms {cell('duration_ms')!r} is not a number"))
     genre = cell("genre")
     return Track(tid, name, artist, [genre] if genre else [], popularity, duration,

@@ -251,3 +251,30 @@ def test_playlists_and_scripts_cannot_make_ffmpeg_read_other_files(tmp_path: Pat
     m3u.write_text(f"#EXTM3U\n#EXTINF:10,\n{secret}\n")
     with pytest.raises((NotAudioError, CorruptAudioError)):
         decode(m3u, 16000)
+
+
+@pytest.mark.parametrize("ext", ["wav", "mp3"])
+def test_quiet_music_with_a_dc_offset_is_kept(tmp_path: Path, music: np.ndarray, ext: str) -> None:
+    """Only AAC turns an offset into junk; elsewhere a quiet recording with an offset is still music."""
+    quiet = music / np.sqrt(np.mean(music ** 2)) * 10 ** (-50 / 20)
+    out = decode(audiogen.encode(quiet + 0.1, tmp_path / f"q.{ext}", codec_args=FORMATS[ext]), 16000)
+    assert out.active_seconds > 10.0
+
+
+def test_stereo_with_one_channel_stuck_at_a_level_keeps_the_music(tmp_path: Path, music: np.ndarray) -> None:
+    level = music / np.sqrt(np.mean(music ** 2)) * 10 ** (-30 / 20)
+    out = decode(_encode_stereo(level, np.full_like(level, 0.5), tmp_path / "stuck.wav"), 16000)
+    assert out.active_seconds > 10.0
+
+
+def test_absurdly_loud_float_samples_are_normalised_not_zeroed(tmp_path: Path, music: np.ndarray) -> None:
+    path = tmp_path / "loud.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", str(audiogen.SR), "-ac", "1", "-i", "pipe:",
+                    "-c:a", "pcm_f32le", str(path)], input=(music * 1e19).astype("<f4").tobytes(), check=True)
+    out = decode(path, 16000)
+    assert -24 < 20 * np.log10(np.sqrt(np.mean(out.samples.astype(np.float64) ** 2))) < -16
+
+
+def test_a_directory_is_not_audio(tmp_path: Path) -> None:
+    with pytest.raises(NotAudioError):
+        decode(tmp_path, 16000)

@@ -80,7 +80,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     note = audiogen.encode(audiogen.phone_degrade(clip, sr=SR, snr_db=20.0, seed=1), root / "note.ogg", sr=SR,
                            codec_args=["-c:a", "libopus", "-b:a", "24k"])
     settings = Settings(data_dir=root / "data", backbone="logmel", workers=1, model_cache_dir=root / "models")
-    build = subprocess.run([sys.executable, "-m", "index_builder.cli", "--env-file", "none.env", "build", "--csv",
+    build = subprocess.run([sys.executable, "-m", "index_builder.cli", "--env-file", os.devnull, "build", "--csv",
                             str(root / "tracks.csv"), "--audio", str(root / "audio"), "--workers", "1", "--no-tags"],
                            env=_env(settings), capture_output=True, text=True, timeout=600, cwd=root)
     assert build.returncode == 0, build.stderr
@@ -100,7 +100,7 @@ def engine(built: dict):
     env = _env(settings, SYNESTHETE_ENGINE_TOKEN=TOKEN, SYNESTHETE_WEB_SEARCH_RATE_BURST="3",
                SYNESTHETE_WEB_SEARCH_RATE_PER_MINUTE="6")
     log = open(root / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--env-file", str(root / "none.env"), "serve",
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--env-file", os.devnull, "serve",
                              "--port", str(port)], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -188,10 +188,40 @@ def test_a_trusted_front_end_is_not_rate_limited_a_visitor_is(built: dict, engin
 
 
 def test_the_cli_asks_the_running_engine_and_says_so(built: dict, engine: str) -> None:
-    assert find_running_engine(built["settings"]) == engine
-    env = _env(built["settings"], SYNESTHETE_ENGINE_TOKEN=TOKEN)
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "--env-file", "none.env", "query", str(built["note"]),
+    found = find_running_engine(built["settings"])
+    assert found is not None and found.url == engine and found.token
+    assert oct((built["settings"].data_dir / "engine.json").stat().st_mode & 0o777) == "0o600"
+    env = _env(built["settings"])  # no SYNESTHETE_ENGINE_TOKEN: the owner's CLI is trusted by the local token
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "--env-file", os.devnull, "query", str(built["note"]),
                            "--json"], env=env, capture_output=True, text=True, timeout=300, cwd=built["root"])
     assert proc.returncode == 0, proc.stderr
     assert "asking it at " + engine in proc.stderr and "Traceback" not in proc.stderr
     assert '"track_id": "' + _tid(3) in proc.stdout
+
+
+def test_the_local_token_makes_the_owners_cli_a_trusted_front_end(built: dict, engine: str) -> None:
+    found = find_running_engine(built["settings"])
+    local = EngineClient(built["settings"], found.url, token=found.token)
+    for _ in range(6):  # the search burst is 3
+        local.search_tracks("song", 3)
+
+
+def test_an_engine_json_naming_a_live_pid_that_is_no_engine_is_not_trusted(tmp_path: Path, monkeypatch) -> None:
+    """Pids are reused and a container's engine is pid 1: the CLI checks that the engine answers."""
+    from engine import cli
+
+    settings = Settings(data_dir=tmp_path, backbone="logmel")
+    (tmp_path / "engine.json").write_text(json.dumps({"url": f"http://127.0.0.1:{_free_port()}",
+                                                      "pid": os.getpid(), "token": "x"}))
+    opened = []
+    monkeypatch.setattr("engine.service.SynestheteService", lambda s: opened.append(s) or "in-process")
+    assert cli.open_engine(settings) == "in-process" and opened == [settings]
+
+
+def test_a_header_that_is_not_utf8_is_no_internal_error(engine: str) -> None:
+    port = int(engine.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /api/search?q=song HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+                  b"Connection: close\r\n\r\n")
+        status = s.recv(64).split(b" ")[1]
+    assert status in (b"200", b"429")

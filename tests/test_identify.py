@@ -112,3 +112,11 @@ def test_below_threshold_gives_none():
 def test_offset_is_never_negative():
     d = decide(None, [Vote(4, 0.9, -3.0)], threshold=THR, head_trained=True)
     assert d.offset_s == 0.0
+
+
+def test_a_chance_landmark_match_does_not_let_an_untrained_vote_answer() -> None:
+    """Confidence 0 = no margin over the runner-up: not a second opinion (found in review)."""
+    votes = [Vote(7, 0.6, 3.0), Vote(8, 0.1, 0.0)]
+    assert decide(fp(7, 0.0), votes, threshold=0.5, head_trained=False) is None
+    weak = decide(fp(7, 0.1), votes, threshold=0.5, head_trained=False)
+    assert weak is not None and weak.method == "both" and weak.confidence == pytest.approx(1 - 0.9 * 0.5)

@@ -86,3 +86,23 @@ def test_bad_audio_feature_keeps_the_row_without_features(tmp_path: Path) -> Non
     assert res.tracks["4JehYebiI9JE8sR8MisGVb"].audio_features["energy"] == 0.5
     assert res.tracks["0nLiqZ6A27jJri2VCalIUs"].audio_features is None
     assert [p.line for p in res.problems] == [3] and "energy" in res.problems[0].reason
+
+
+def test_numbers_too_big_for_an_int_are_reported_not_fatal(tmp_path: Path) -> None:
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text("genre,artist_name,track_name,track_id,popularity,duration_ms\n"
+                        "Pop,A,One,id1,inf,1e400\nPop,B,Two,id2,nan,200000\n")
+    res = read_kaggle_csv(csv_path, spotify_ids=False)
+    assert set(res.tracks) == {"id1", "id2"} and res.tracks["id1"].popularity == 0
+    assert res.tracks["id1"].duration_ms is None and res.tracks["id2"].duration_ms == 200000
+    assert [p.line for p in res.problems] == [2, 2, 3]
+
+
+def test_a_quote_never_closed_names_its_line(tmp_path: Path) -> None:
+    import csv as csv_mod
+
+    csv_path = tmp_path / "t.csv"
+    big = "x" * (csv_mod.field_size_limit() + 10)
+    csv_path.write_text("genre,artist_name,track_name,track_id\nPop,A,One,id1\nPop,\"B,Two,id2\n" + big + "\n")
+    with pytest.raises(ValueError, match=r"line \d+: cannot read the row"):
+        read_kaggle_csv(csv_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import argparse
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def test_a_bad_setting_is_one_line_and_exit_2_in_every_script(tmp_path, monkeypa
     monkeypatch.setenv(key, value)
     monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
     main, argv = SCRIPTS[script]
-    assert main(["--env-file", str(tmp_path / "none.env"), *argv]) == EXIT_USER_ERROR
+    assert main(["--env-file", os.devnull, *argv]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"{script}: setting {key}=") and value in err and says in err
 
@@ -76,7 +77,7 @@ def test_errors_end_in_one_sentence_and_their_exit_code(tmp_path, capsys, exc, c
 
 
 def test_a_flag_that_breaks_a_setting_is_refused_like_the_environment(capsys) -> None:
-    assert web_main.main(["--port", "70000", "--env-file", "none.env"]) == EXIT_USER_ERROR
+    assert web_main.main(["--port", "70000", "--env-file", os.devnull]) == EXIT_USER_ERROR
     assert "SYNESTHETE_WEB_PORT=70000" in capsys.readouterr().err
 
 
@@ -118,6 +119,35 @@ def test_the_bot_asks_the_engine_named_by_engine_url(tmp_path, monkeypatch) -> N
     monkeypatch.setenv("DISCORD_TOKEN", "x" * 59)
     monkeypatch.setenv("SYNESTHETE_ENGINE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
-    assert bot_main.main(["--env-file", str(tmp_path / "none.env")]) == 0
+    assert bot_main.main(["--env-file", os.devnull]) == 0
     assert isinstance(made["service"], EngineClient) and made["service"].url == "http://127.0.0.1:9"
     assert not (tmp_path / "milvus.db").exists()
+
+
+@pytest.mark.parametrize("key", ["SYNESTHETE_SPEED_TOLERANCE_PCT", "SYNESTHETE_DECODE_TIMEOUT_S",
+                                 "SYNESTHETE_IDENTIFY_THRESHOLD"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused(key, value) -> None:
+    with pytest.raises(ValueError, match=f"{key}=.*(finite|must be)"):
+        Settings.from_env({key: value}, env_file=None)
+
+
+def test_a_missing_env_file_named_on_the_command_line_is_refused(tmp_path, capsys) -> None:
+    assert engine_cli.main(["--env-file", str(tmp_path / "typo.env"), "about"]) == EXIT_USER_ERROR
+    assert "typo.env: no such file" in capsys.readouterr().err
+
+
+def test_an_unreadable_env_file_is_named(tmp_path, capsys) -> None:
+    bad = tmp_path / "latin1.env"
+    bad.write_bytes(b"SYNESTHETE_TOP_K=\xff\xfe7\n")
+    assert engine_cli.main(["--env-file", str(bad), "about"]) == EXIT_USER_ERROR
+    assert "latin1.env" in capsys.readouterr().err
+
+
+def test_a_path_the_user_gave_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SYNESTHETE_DATA_DIR", "/proc/1/nope")
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rc = index_cli.main(["--env-file", os.devnull, "build", "--audio", str(audio)])
+    err = capsys.readouterr().err
+    assert rc == EXIT_USER_ERROR and "Traceback" not in err and err.count("\n") <= 2

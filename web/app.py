@@ -72,6 +72,7 @@ SERVICE = web.AppKey("service", SynestheteAPI)
 SETTINGS = web.AppKey("settings", Settings)
 LIMITS = web.AppKey("limits", dict[str, RateLimiter])
 LIVE = web.AppKey("live", dict)
+LOCAL_TOKEN = web.AppKey("local_token", str)
 
 CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
        "frame-src https://open.spotify.com; connect-src 'self'; object-src 'none'; base-uri 'none'")
@@ -162,10 +163,11 @@ async def headers_middleware(request: web.Request, handler):
 
 
 def trusted_front_end(request: web.Request) -> bool:
-    """The request carries ``SYNESTHETE_ENGINE_TOKEN``: a bot or CLI of this deployment (engine.client)."""
-    token = request.app[SETTINGS].engine_token
-    sent = request.headers.get("Authorization", "")
-    return bool(token) and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+    """The request carries ``SYNESTHETE_ENGINE_TOKEN`` (a bot of this deployment) or this engine's
+    local token (a CLI of the same user, which read it from the owner-only engine.json)."""
+    sent = request.headers.get("Authorization", "").encode("utf-8", "replace")  # any bytes a client sends
+    tokens = (request.app[SETTINGS].engine_token, request.app[LOCAL_TOKEN])
+    return any(t and hmac.compare_digest(sent, f"Bearer {t}".encode()) for t in tokens)
 
 
 async def _limit(request: web.Request, limit: str) -> None:
@@ -267,7 +269,10 @@ async def api_config(request: web.Request) -> web.Response:
 async def api_about(request: web.Request) -> web.Response:
     """The engine's ``about`` (catalogue size, model, index): what ``synesthete about`` prints."""
     await _limit(request, "search")
-    return web.json_response(await asyncio.to_thread(request.app[SERVICE].about))
+    about = dict(await asyncio.to_thread(request.app[SERVICE].about))
+    if about.get("milvus") not in (None, "milvus-lite"):
+        about["milvus"] = "milvus server"  # its address names internal hosts: not a visitor's business
+    return web.json_response(about)
 
 
 def _filters(request: web.Request):
@@ -355,7 +360,7 @@ def _ws_error(exc: Exception) -> dict[str, Any]:
 
 
 def create_app(service: SynestheteAPI, settings: Settings | None = None, *,
-               rate_limit_storage: str | None = None) -> web.Application:
+               rate_limit_storage: str | None = None, local_token: str = "") -> web.Application:
     """The web application over an open service (:class:`engine.service.SynestheteService`).
 
     The caller owns the service (opens and closes it); the app never touches the
@@ -376,6 +381,7 @@ def create_app(service: SynestheteAPI, settings: Settings | None = None, *,
                                 settings.web_search_rate_per_minute, settings.web_search_rate_burst,
                                 rate_limit_storage or settings.web_rate_limit_storage or None)
     app[LIVE] = {"open": 0}
+    app[LOCAL_TOKEN] = local_token  # engine.client.advertise: trusted like SYNESTHETE_ENGINE_TOKEN
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handler())

@@ -54,8 +54,8 @@ def serve(settings: Settings) -> int:
                         "over https (put a TLS reverse proxy in front)", host)
         print(f"synesthete-web: open http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/",
               flush=True)
-        with advertise(settings, host, port):
-            web.run_app(create_app(service, settings), host=host, port=port, print=None,
+        with advertise(settings, host, port) as local_token:
+            web.run_app(create_app(service, settings, local_token=local_token), host=host, port=port, print=None,
                         access_log_format='%a "%r" %s %b %Tfs')
     except OSError as exc:
         print(f"synesthete-web: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)

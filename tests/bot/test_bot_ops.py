@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import logging
 
 import aiohttp
@@ -104,7 +105,7 @@ async def test_token_never_in_logs_or_messages(bot, files, caplog):
 def test_main_without_token_explains_and_exits_2(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
     monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
-    rc = bot_main.main(["--env-file", str(tmp_path / "missing.env")])
+    rc = bot_main.main(["--env-file", os.devnull])
     err = capsys.readouterr().err
     assert rc == 2
     assert "DISCORD_TOKEN is not set" in err and "discord.com/developers/applications" in err and ".env" in err
@@ -114,13 +115,13 @@ def test_main_with_bad_setting_never_prints_the_token(tmp_path, monkeypatch, cap
     monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
     monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES", str(200 * 1024 * 1024))
-    rc = bot_main.main(["--env-file", str(tmp_path / "none.env")])
+    rc = bot_main.main(["--env-file", os.devnull])
     out = capsys.readouterr()
     assert rc == 2 and "SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES" in out.err
     assert TOKEN not in out.err + out.out
     # no catalogue built yet: a clear sentence, exit 1, still no token
     monkeypatch.delenv("SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES")
-    rc = bot_main.main(["--env-file", str(tmp_path / "none.env")])
+    rc = bot_main.main(["--env-file", os.devnull])
     out = capsys.readouterr()
     assert rc == 1 and "Build the catalogue first" in out.err and TOKEN not in out.err + out.out
 
@@ -135,7 +136,7 @@ def test_export_feedback_command(tmp_path, monkeypatch, capsys):
                         user_id=1, guild_id=2, channel_id=3)
     store.vote("r1", 9, -1)
     store.close()
-    assert bot_main.main(["--env-file", str(tmp_path / "none.env"), "export-feedback", str(tmp_path / "o.csv")]) == 0
+    assert bot_main.main(["--env-file", os.devnull, "export-feedback", str(tmp_path / "o.csv")]) == 0
     assert "wrote 1 rows" in capsys.readouterr().out
     assert "r1" in (tmp_path / "o.csv").read_text()
 
@@ -285,6 +286,6 @@ def test_main_refuses_shard_ids_without_a_count(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
     monkeypatch.setenv("SYNESTHETE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SYNESTHETE_BOT_SHARD_IDS", "0,1")
-    rc = bot_main.main(["--env-file", str(tmp_path / "none.env")])
+    rc = bot_main.main(["--env-file", os.devnull])
     err = capsys.readouterr().err
     assert rc == 2 and "SYNESTHETE_BOT_SHARD_IDS" in err and "Build the catalogue" not in err
