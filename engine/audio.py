@@ -216,22 +216,14 @@ def highpass(x: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
     return sosfilt(sos, x, axis=-1).astype(np.float32)
 
 
-def remove_rumble(channels: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Remove DC offset and sub-``HIGHPASS_HZ`` rumble from each row of ``channels``.
+def remove_rumble(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Remove DC offset and sub-``HIGHPASS_HZ`` rumble from float32 mono ``samples`` (same shape).
 
-    ``channels``: float32 ``(n_channels, n_samples)``; returns the same shape, float32.
     The mean is subtracted first (a large offset would otherwise ring through the filter's
-    start), then a 2nd-order Butterworth high-pass (scipy ``sosfilt``, causal, ~1 ms per
-    second of audio).  Music keeps everything above ~30 Hz unchanged.
+    start), then a 2nd-order Butterworth high-pass (scipy ``sosfilt``, causal, ~15 ms per
+    minute of audio at 16 kHz).  Music keeps everything above ~30 Hz unchanged.  Run once,
+    on the mono signal (:func:`to_mono` decides from the channels' variance, which ignores DC).
     """
-    if channels.shape[-1] == 0:
-        return channels
-    centred = channels - channels.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
-    return highpass(centred, sample_rate, HIGHPASS_HZ)
-
-
-def _remove_rumble_mono(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """:func:`remove_rumble` of one float32 channel (1-D: no 2-D bookkeeping on a long track)."""
     if samples.size == 0:
         return samples
     return highpass(samples - np.float32(samples.mean(dtype=np.float64)), sample_rate, HIGHPASS_HZ)
@@ -399,7 +391,7 @@ def _channels_to_mono(raw: bytes, sample_rate: int) -> tuple[np.ndarray, float]:
         frames = np.nan_to_num(frames, nan=0.0, posinf=0.0, neginf=0.0)
     mono = to_mono(frames.T)
     dc = abs(float(mono.mean(dtype=np.float64)))
-    return _remove_rumble_mono(mono, sample_rate), dc
+    return remove_rumble(mono, sample_rate), dc
 
 
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
