@@ -67,7 +67,10 @@ class ScoredTrack:
         """What every surface shows for the match (``engine.reasons.match_label``)."""
         from .reasons import match_label
 
-        return match_label(self.match, self.match_percentile, self.similarity)
+        # from the values as to_dict() sends them, so an answer read back over HTTP
+        # (engine.client) shows exactly the words the engine would have shown
+        pct = None if self.match_percentile is None else round(self.match_percentile, 1)
+        return match_label(self.match, pct, round(float(self.similarity), 4))
 
 
 @dataclass
