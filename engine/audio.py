@@ -266,7 +266,7 @@ def frame_rms_db(samples: np.ndarray, sample_rate: int, frame_s: float = 0.05) -
     return (20 * np.log10(rms)).astype(np.float32)
 
 
-def silence_floor_db(dc_offset: float, codec: str = "aac") -> float:
+def silence_floor_db(dc_offset: float, codec: str) -> float:
     """Absolute level (dBFS) under which a frame is silence, given the source's DC offset.
 
     ``dc_offset``: the mean of the decoded mono signal (linear, +-1 full scale); ``codec``:

@@ -122,8 +122,9 @@ class EngineClient:
             try:
                 if path.is_dir():
                     raise NotAudioError(f"{path} is a directory")
-                if path.stat().st_size > limit:
-                    raise TooLargeAudioError(f"{path}: {path.stat().st_size} bytes > limit {limit}")
+                size = path.stat().st_size
+                if size > limit:
+                    raise TooLargeAudioError(f"{path}: {size} bytes > limit {limit}")
                 data = path.read_bytes()
             except OSError as exc:
                 raise CorruptAudioError(f"cannot read {path}: {exc}") from exc

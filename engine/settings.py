@@ -261,7 +261,8 @@ class Settings:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 low, high = _MINIMUM.get(f.name), _MAXIMUM.get(f.name)
                 if (low is not None and value < low) or (high is not None and value > high):
-                    bounds = f"at least {low:g}" if high is None else f"between {low if low is not None else '-inf':g} and {high:g}"
+                    bounds = (f"at least {low:g}" if high is None else f"at most {high:g}" if low is None
+                              else f"between {low:g} and {high:g}")
                     raise ValueError(f"setting {env_key(f.name)}={value!r}: must be {bounds}")
         try:
             _ = self.bot_allowed_channels
@@ -324,9 +325,7 @@ def _coerce(key: str, hint: Any, raw: str) -> Any:
             if raw.strip().lower() == str(choice).lower():
                 return choice
         raise ValueError(f"setting {key}={raw!r}: use one of {', '.join(_choices(target))}")
-    try:
-        if target is Path:
-            return Path(raw).expanduser()
+    try:  # a Path field keeps the str: __post_init__ makes it a Path, for env and code alike
         if target is bool:
             word = raw.strip().lower()
             if word not in _TRUE + _FALSE:

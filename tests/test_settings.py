@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.settings import Settings
+from engine.settings import Settings, env_key
 
 
 def test_env_overrides_dotenv(tmp_path: Path) -> None:
@@ -28,5 +28,5 @@ def test_env_example_documents_every_setting() -> None:
 
     text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
     for f in dataclasses.fields(Settings):
-        key = "DISCORD_TOKEN" if f.name == "discord_token" else "SYNESTHETE_" + f.name.upper()
+        key = env_key(f.name)
         assert key in text, f"{key} missing from .env.example"

@@ -48,10 +48,6 @@ def speed_variants(tolerance_pct: float) -> tuple[float, ...]:
     return tuple(out)
 
 
-#: The service's default reach (+-6%, the SYNESTHETE_SPEED_TOLERANCE_PCT default).
-SPEED_VARIANTS = speed_variants(6.0)
-
-
 class Matcher(Protocol):
     def match(self, audio: np.ndarray, sr: int, top_k: int = 5) -> list[FingerprintMatch]: ...
 
@@ -68,12 +64,13 @@ def change_speed(samples: np.ndarray, factor: float) -> np.ndarray:
     return resample_poly(samples, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
-def match_any_speed(index: Matcher, samples: np.ndarray, sr: int, *, variants: Sequence[float] = SPEED_VARIANTS,
+def match_any_speed(index: Matcher, samples: np.ndarray, sr: int, *, variants: Sequence[float],
                     stop_confidence: float = 0.5, top_k: int = 3, probe_s: float = PROBE_S,
                     variant_min_confidence: float = VARIANT_MIN_CONFIDENCE) -> list[FingerprintMatch]:
     """The landmark candidates of the most confident speed variant, best first (may be empty).
 
-    ``samples``: float32 mono at ``sr`` Hz.  Variants are tried in order (the recording's own
+    ``samples``: float32 mono at ``sr`` Hz; ``variants``: :func:`speed_variants` of the reach
+    (``Settings.speed_tolerance_pct``), or ``NOMINAL_ONLY``.  Variants are tried in order (the recording's own
     speed first, on all of it; the others on its first ``probe_s`` seconds) until one's best
     candidate reaches ``stop_confidence``; a variant other than 1.0 counts only when its best
     reaches ``variant_min_confidence``.  ``offset_s`` of the answer is in the catalogue
