@@ -80,15 +80,20 @@ def grow(base: np.ndarray, n_keys: int, k: int, out: Path, decoys: str = "copy",
     n_hash = 1 << 21
     if decoys == "copy":
         arr = np.lib.format.open_memmap(out, mode="w+", dtype=SNAPSHOT_DTYPE, shape=(base.size * k,))
-        for s in range(0, base.size, CHUNK_ROWS):
-            b = np.asarray(base[s: s + CHUNK_ROWS])
+        # chunks end on hash boundaries, and each is sorted by (hash, track): the order the
+        # engine's snapshot has (its two-stage lookup bisects tracks inside a hash's rows)
+        col = base["h"]
+        cuts = sorted({0, base.size, *(int(np.searchsorted(col, col[c], "left"))
+                                       for c in range(CHUNK_ROWS, base.size, CHUNK_ROWS))})
+        for s, e in zip(cuts[:-1], cuts[1:]):
+            b = np.asarray(base[s:e])
             rep = np.repeat(b, k)
             copy = np.tile(np.arange(k, dtype=np.int64), b.size)
             kk = rep["k"].astype(np.int64)
             rand_t = (rng.random(rep.size) * (t_max[kk] + 1)).astype(np.uint32)
             rep["t"] = np.where(copy == 0, rep["t"], rand_t)
             rep["k"] = (kk + copy * n_keys).astype(np.uint32)
-            arr[s * k: (s + b.size) * k] = rep
+            arr[s * k: e * k] = rep[np.lexsort((rep["k"], rep["h"]))]
         arr.flush()
         return arr
     # remap: write copies unsorted, then sort by hash (stable radix sort on uint32)
@@ -128,10 +133,77 @@ def phone_queries(queries_csv: Path, n: int) -> list[tuple[Path, str]]:
     return rows[:n]
 
 
+def generated_queries(data_dir: Path, n: int, seed: int = 0) -> list[tuple[np.ndarray, int]]:
+    """``n`` phone-like 10-s notes of an index's own tracks (16 kHz), made here, with their track keys.
+
+    For an index built by ``synesthete-index build`` (no queries.csv): 10 s from 30 s into
+    each of the first ``n`` tracks longer than 50 s, through ``phone_degrade`` (room, noise,
+    phone band, level drift, Opus), as bench/speed_reach.py does.
+    """
+    import sqlite3
+    import subprocess
+
+    from index_builder.augment import phone_degrade
+
+    db = sqlite3.connect(data_dir / "catalogue.sqlite")
+    rows = db.execute("SELECT track_key, audio_path FROM tracks WHERE audio_path IS NOT NULL AND duration_ms > 50000 "
+                      "ORDER BY track_key").fetchall()[:n]
+    rng = np.random.default_rng(seed)
+    out = []
+    for key, path in rows:
+        raw = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-ss", "30", "-t", "10", "-i", path, "-ac", "1",
+                              "-ar", "16000", "-f", "f32le", "-"], capture_output=True, check=True).stdout
+        out.append((phone_degrade(np.frombuffer(raw, "<f4").astype(np.float32), 16000, rng), int(key)))
+    return out
+
+
+def _queries(args: argparse.Namespace, keys: np.ndarray) -> tuple[list, dict]:
+    """``(qh, qt, truth)`` per query and the snapshot-key -> truth map, from queries.csv or generated."""
+    if args.data_dir is not None:
+        notes = generated_queries(args.data_dir, args.n)
+        return ([(*extract_landmarks(x, 16000, density="query"), key) for x, key in notes],
+                {int(k): int(k) for k in keys})
+    # The snapshot stores track keys: bench/fingerprint_eval.py numbers the sorted catalogue files.
+    cat_files = sorted(p for p in (args.queries.parent / "catalogue").glob("*.mp3") if "." not in p.stem)
+    limits = limits_from_settings(Settings.from_env(env_file=None))
+    queries = []
+    for path, tid in phone_queries(args.queries, args.n):
+        a = decode(path, 16000, limits)
+        queries.append((*extract_landmarks(a.samples, 16000, density="query"), tid))
+    return queries, {i: p.stem for i, p in enumerate(cat_files)}
+
+
+def _time_queries(fp: FingerprintIndex, arr: np.ndarray, all_keys: np.ndarray, queries: list,
+                  key_of: dict) -> dict[str, list]:
+    """Per query: stage-1 lookup and scoring ms, rows, and the two-stage lookup's ms and answer."""
+    m: dict[str, list] = {k: [] for k in ("lookup", "score", "rows", "top1", "conf", "two_ms", "two_top1",
+                                           "two_conf")}
+    for qh, qt, tid in queries:
+        t1 = time.perf_counter()
+        rh, rtr, rt = fp._lookup_snapshot(qh, arr, all_keys)
+        t2 = time.perf_counter()
+        matches = score_candidates(qh, qt, rh, rtr, rt, 5)
+        t3 = time.perf_counter()
+        two = fp._match_snapshot(qh, qt, arr, all_keys, 5)
+        t4 = time.perf_counter()
+        m["lookup"].append((t2 - t1) * 1e3)
+        m["score"].append((t3 - t2) * 1e3)
+        m["two_ms"].append((t4 - t3) * 1e3)
+        m["rows"].append(int(rh.size))
+        for prefix, found in (("", matches), ("two_", two)):
+            best = found[0] if found else None
+            ok = best is not None and key_of.get(best.track_key) == tid
+            m[f"{prefix}top1"].append(ok)
+            m[f"{prefix}conf"].append(ok and best.confidence >= CONFIDENT)
+    return m
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--snapshot", type=Path, required=True, help="a FingerprintIndex read snapshot (.snapshot.npy)")
-    ap.add_argument("--queries", type=Path, required=True, help="dev corpus queries.csv (its phone10 rows)")
+    ap.add_argument("--snapshot", type=Path, help="a FingerprintIndex read snapshot (.snapshot.npy)")
+    ap.add_argument("--queries", type=Path, help="dev corpus queries.csv (its phone10 rows)")
+    ap.add_argument("--data-dir", type=Path, help="instead: an index built by synesthete-index (its snapshot, and "
+                                                  "phone-like notes of its tracks made here)")
     ap.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16, 48])
     ap.add_argument("--n", type=int, default=60, help="phone10 queries")
     ap.add_argument("--budgets", type=int, nargs="+", default=[0, 1_000_000, 250_000],
@@ -144,19 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
 
+    if args.data_dir is not None:
+        args.snapshot = args.data_dir / "fingerprints.sqlite.snapshot.npy"
+    elif args.snapshot is None or args.queries is None:
+        ap.error("give --snapshot and --queries, or --data-dir")
     base, keys = load_snapshot(args.snapshot)
-    # The snapshot stores track keys: bench/fingerprint_eval.py numbers the sorted catalogue files.
-    cat_files = sorted(p for p in (args.queries.parent / "catalogue").glob("*.mp3") if "." not in p.stem)
-    key_of = {i: p.stem for i, p in enumerate(cat_files)}
     per_track_max = np.zeros(len(keys), np.int64)
     np.maximum.at(per_track_max, base["k"].astype(np.int64), base["t"].astype(np.int64))
     hours = args.hours or float(per_track_max.sum() / FRAMES_PER_S / 3600)
-    limits = limits_from_settings(Settings.from_env(env_file=None))
-    queries = []
-    for path, tid in phone_queries(args.queries, args.n):
-        a = decode(path, 16000, limits)
-        qh, qt = extract_landmarks(a.samples, 16000, density="query")
-        queries.append((qh, qt, tid))
+    queries, key_of = _queries(args, keys)
     print(f"base: {base.size:,} rows, {len(keys)} tracks, {hours:.1f} h; {len(queries)} phone10 queries", flush=True)
 
     report: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -175,27 +243,19 @@ def main(argv: list[str] | None = None) -> int:
             fp.max_candidates = budget
             # warm the page cache the way a long-running process would be warm
             _ = [fp._lookup_snapshot(q[0], arr, all_keys) for q in queries[:3]]
-            lookup_ms, score_ms, rows, conf, top1 = [], [], [], [], []
-            for qh, qt, tid in queries:
-                t1 = time.perf_counter()
-                rh, rtr, rt = fp._lookup_snapshot(qh, arr, all_keys)
-                t2 = time.perf_counter()
-                matches = score_candidates(qh, qt, rh, rtr, rt, 5)
-                t3 = time.perf_counter()
-                lookup_ms.append((t2 - t1) * 1e3)
-                score_ms.append((t3 - t2) * 1e3)
-                rows.append(int(rh.size))
-                best = matches[0] if matches else None
-                ok = best is not None and key_of.get(best.track_key) == tid
-                top1.append(ok)
-                conf.append(ok and best.confidence >= CONFIDENT)
+            m = _time_queries(fp, arr, all_keys, queries, key_of)
+            lookup_ms, score_ms, rows, top1, conf = m["lookup"], m["score"], m["rows"], m["top1"], m["conf"]
             run = {"factor": k, "decoys": args.decoys, "budget": budget, "rows": int(arr.size), "hours": round(hours * k, 1),
                    "tracks": len(keys) * k, "snapshot_gb": round(arr.size * SNAPSHOT_DTYPE.itemsize / 1e9, 2),
                    "grow_s": round(grow_s, 1),
                    "candidate_rows_p50": int(pct(rows, 50)), "candidate_rows_p95": int(pct(rows, 95)),
                    "lookup_ms_p50": round(pct(lookup_ms, 50), 1), "lookup_ms_p95": round(pct(lookup_ms, 95), 1),
                    "score_ms_p50": round(pct(score_ms, 50), 1), "score_ms_p95": round(pct(score_ms, 95), 1),
-                   "top1": round(float(np.mean(top1)), 3), "confident_correct": round(float(np.mean(conf)), 3)}
+                   "top1": round(float(np.mean(top1)), 3), "confident_correct": round(float(np.mean(conf)), 3),
+                   "two_stage_ms_p50": round(pct(m["two_ms"], 50), 1),
+                   "two_stage_ms_p95": round(pct(m["two_ms"], 95), 1),
+                   "two_stage_top1": round(float(np.mean(m["two_top1"])), 3),
+                   "two_stage_confident_correct": round(float(np.mean(m["two_conf"])), 3)}
             report["runs"].append(run)
             print(json.dumps(run), flush=True)
         del arr

@@ -37,10 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.fingerprint.index import FingerprintIndex  # noqa: E402
 from engine.fingerprint.speed import NOMINAL_ONLY, change_speed, match_any_speed, speed_variants  # noqa: E402
+from engine.identify import SAFE_MARGIN_CONFIDENCE  # noqa: E402
 
 SR = 8000
 SPEEDS = (0.92, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0, 1.005, 1.01, 1.02, 1.03, 1.05, 1.08)
-THRESHOLD = 0.5
+THRESHOLD = SAFE_MARGIN_CONFIDENCE  # the landmark margin alone (engine.identify.safe_rule)
 
 
 def excerpt(path: str, start_s: float, seconds: float) -> np.ndarray:

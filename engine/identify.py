@@ -2,24 +2,33 @@
 
 Two opinions come in, one answer (or none) goes out:
 
-* the best landmark match of the fingerprint index (``engine.fingerprint``), with a
-  0..1 confidence;
+* the landmark candidates of the fingerprint index (``engine.fingerprint``): each with
+  its offset-histogram score (aligned landmarks) and the query's landmark count;
 * the time-consistent vote of the recording's segment vectors (:func:`segment_vote`
   over the nearest catalogue segment of each).
 
-:func:`decide` turns them into an answer.  The service runs it on Milvus search
-results and ``synesthete-index eval`` on exact numpy search, so what eval measures is
-the rule the service answers with, not a copy of it.  Nothing here does I/O.
+They are gathered into one :class:`Evidence`, and :func:`decide` turns it into an
+answer.  With a :class:`Calibration` (fitted when the index is built, on degraded
+self-queries of the catalogue's own audio: ``index_builder.calibrate``), the confidence
+is a *probability of being right* from a logistic model of the evidence; without one
+(a catalogue too small to calibrate, or a calibration that does not fit the index)
+a conservative fixed rule answers (:func:`safe_rule`), and ``about`` says so.
+
+The service runs :func:`decide` on Milvus search results and ``synesthete-index eval``
+on exact numpy search, so what eval measures is the rule the service answers with, not
+a copy of it.  Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
+from scipy.stats import poisson
 
 # Tuning of the embedding vote, chosen from principle (not fitted to any corpus):
 # a recording of a catalogue song has most of its segments pointing at that
@@ -28,8 +37,11 @@ import numpy as np
 SEGMENT_CANDIDATES = 1
 #: fewer query segments than this cast no vote: one segment shows no time consistency
 MIN_VOTE_SEGMENTS = 2
-#: the least confidence with which the segment vote may answer on its own
-EMBEDDING_ALONE_MIN = 0.6
+#: the uncalibrated rule's least landmark margin confidence (:func:`engine.fingerprint.index.confidence`);
+#: on the dev corpus (238 songs) no wrong best candidate scored above 0.35 (docs/identification.md)
+SAFE_MARGIN_CONFIDENCE = 0.5
+#: a calibrated probability is never reported above this: it is a model of evidence, not a proof
+MAX_PROBABILITY = 0.999
 
 Method = Literal["both", "fingerprint", "embedding"]
 
@@ -45,16 +57,22 @@ class SegmentHitLike(Protocol):
 
 
 class FingerprintLike(Protocol):
-    """The best landmark match (``engine.fingerprint.index.FingerprintMatch``)."""
+    """A landmark candidate (``engine.fingerprint.index.FingerprintMatch``)."""
 
     @property
     def track_key(self) -> int: ...
+
+    @property
+    def score(self) -> int: ...
 
     @property
     def confidence(self) -> float: ...
 
     @property
     def offset_s(self) -> float: ...
+
+    @property
+    def query_landmarks(self) -> int: ...
 
 
 class Vote(NamedTuple):
@@ -75,12 +93,64 @@ class Decision:
     method: Method
 
 
-def segment_vote(hits: Sequence[Sequence[SegmentHitLike]], query_times: np.ndarray, bin_s: float) -> list[Vote]:
+@dataclass(frozen=True)
+class Evidence:
+    """Everything one recording's identification is decided from.
+
+    ``matches``: landmark candidates, best first (the top 3 or more, so the runner-up's
+    score, the chance level, is known); ``votes``: :func:`segment_vote`, best first (empty
+    below :data:`MIN_VOTE_SEGMENTS`); ``n_segments``: query segments that voted;
+    ``seconds``: length of the recording.
+    """
+
+    matches: tuple[FingerprintLike, ...] = ()
+    votes: tuple[Vote, ...] = ()
+    n_segments: int = 0
+    seconds: float = 0.0
+
+    @property
+    def n_landmarks(self) -> int:
+        """Landmarks the query was matched with (0 without a match)."""
+        return int(self.matches[0].query_landmarks) if self.matches else 0
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What the service measured of one recording, before any decision.
+
+    ``matches``: landmark candidates, best first; ``hits[i]``: the nearest catalogue
+    segments of query segment ``i`` (best first); ``query_times`` (n,) seconds;
+    ``bin_s``: the catalogue's segment hop (s); ``seconds``: the recording's length.
+    """
+
+    matches: tuple[FingerprintLike, ...]
+    hits: tuple[tuple[SegmentHitLike, ...], ...]
+    query_times: np.ndarray
+    bin_s: float
+    seconds: float
+
+
+def evidence(obs: Observations, exclude: int | None = None) -> Evidence:
+    """The :class:`Evidence` of some observations; with ``exclude``, as if the catalogue lacked that track.
+
+    Why ``exclude``: the calibration needs recordings of songs the catalogue does not
+    hold, with this catalogue's density.  Removing the recorded song from its own
+    self-query is exact for the landmarks (each track's score is its own) and for the
+    vote when ``hits`` holds two candidates per segment (the next one votes instead).
+    """
+    matches = tuple(m for m in obs.matches if m.track_key != exclude)
+    n = len(obs.query_times)
+    votes = tuple(segment_vote(obs.hits, obs.query_times, obs.bin_s, exclude=exclude)) if n >= MIN_VOTE_SEGMENTS else ()
+    return Evidence(matches, votes, n if votes else 0, float(obs.seconds))
+
+
+def segment_vote(hits: Sequence[Sequence[SegmentHitLike]], query_times: np.ndarray, bin_s: float,
+                 exclude: int | None = None) -> list[Vote]:
     """Time-consistent voting: one :class:`Vote` per track, best first.
 
     ``hits[i]``: the nearest catalogue segments of query segment ``i`` (best first;
-    only the first is used); ``query_times`` (n,) seconds; ``bin_s`` the catalogue's
-    segment hop in seconds.
+    only the first one not of track ``exclude`` is used); ``query_times`` (n,) seconds;
+    ``bin_s`` the catalogue's segment hop in seconds.
 
     Each query segment casts ONE vote: for the track and time offset of its nearest
     catalogue segment.  A track's score is the fraction of query segments voting for
@@ -92,9 +162,9 @@ def segment_vote(hits: Sequence[Sequence[SegmentHitLike]], query_times: np.ndarr
     """
     votes: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for qt, seg_hits in zip(query_times, hits):
-        if not seg_hits:
+        h = next((x for x in seg_hits if x.track_key != exclude), None)
+        if h is None:
             continue
-        h = seg_hits[0]
         votes[h.track_key][int(round((h.t - float(qt)) / bin_s))] += 1
     n = max(1, len(query_times))
     out = []
@@ -106,55 +176,197 @@ def segment_vote(hits: Sequence[Sequence[SegmentHitLike]], query_times: np.ndarr
     return out
 
 
-def vote_confidence(votes: Sequence[Vote]) -> float:
-    """0..1: the best vote's margin over the runner-up (0 without votes).
+def vote_confidence(votes: Sequence[Vote], n_segments: int | None = None) -> float:
+    """0..1: the best vote's margin over the runner-up (0 without votes), shrunk for few segments.
 
     A margin, not the raw score: a recording of a song *like* a catalogue track can
-    gather many votes for it, but so does the next-most-similar track.
+    gather many votes for it, but so does the next-most-similar track.  With
+    ``n_segments`` the margin is multiplied by ``n / (n + 2)`` (a unanimous vote of two
+    segments is 0.5, of eighteen 0.9): two votes agreeing is not certainty.
     """
     if not votes:
         return 0.0
     margin = votes[0].score - (votes[1].score if len(votes) > 1 else 0.0)
+    if n_segments is not None:
+        margin *= n_segments / (n_segments + 2.0)
     return float(max(0.0, margin))
 
 
-def decide(fp_best: FingerprintLike | None, votes: Sequence[Vote], *, threshold: float,
-           head_trained: bool) -> Decision | None:
-    """The answer to "which catalogue song is this recording?", or None when no opinion is sure enough.
+# ---- the calibrated rule ----------------------------------------------------------------
 
-    ``fp_best``: the best landmark match (None without one); ``votes``: :func:`segment_vote`
-    of the recording (empty when it was not voted); ``threshold``: the least confidence
-    that answers (``Settings.identify_threshold``); ``head_trained``: whether the segment
-    vectors come from a head fine-tuned for recordings.  Candidates, best confidence wins:
+#: Cap of the landmark surprise: past a chance probability of 1e-10 more evidence changes
+#: nothing, and uncapped clean matches (surprise in the hundreds) would flatten the model's
+#: slope where right and wrong actually overlap (around 1-4).  (A margin in Poisson sigmas
+#: was a feature too; it says the same as the surprise, and the two fought: weights -9.6 and
+#: +19.6 on the dev corpus.)
+SURPRISE_CAP = 10.0
+#: What the calibration's logistic model sees of one candidate track (see :func:`candidate_features`).
+FEATURES = ("fp_surprise", "fp_runner_up", "vote_margin", "agree", "log_landmarks", "log_seconds")
 
-    * fingerprint (confidence > 0) and vote agree on the track: the noisy-OR of the two;
-    * a confident fingerprint (>= threshold) alone;
-    * otherwise the vote alone, with a trained head and a margin >= max(threshold, 0.6).
+
+def landmark_surprise(score: float, chance: float) -> float:
+    """``-log10 P(X >= score)`` for ``X ~ Poisson(chance + 1)``: how unlikely ``score`` aligned votes are by chance.
+
+    ``chance``: a wrong track's score for the same recording (the runner-up), which
+    estimates the chance level.  0 for a score of 0.  Uncapped (see :data:`SURPRISE_CAP`).
     """
-    best_vote = votes[0] if votes else None
-    fp_conf = fp_best.confidence if fp_best is not None else 0.0
-    emb_conf = vote_confidence(votes)
-    candidates: list[Decision] = []
-    if fp_best is not None and fp_conf > 0 and best_vote is not None and fp_best.track_key == best_vote.track_key:
-        # two independent opinions agree: a weak landmark match confirmed by the
-        # segment vote is as good as a strong one (noisy-OR of the two confidences).
-        # A landmark "match" of confidence 0 (no margin over the runner-up) is chance,
-        # not an opinion: it must not let an untrained head's vote answer alone.
-        both = 1.0 - (1.0 - fp_conf) * (1.0 - emb_conf)
-        candidates.append(Decision(fp_best.track_key, both, fp_best.offset_s, "both"))
-    if fp_best is not None and fp_conf >= threshold:
-        candidates.append(Decision(fp_best.track_key, fp_conf, fp_best.offset_s, "fingerprint"))
-    elif best_vote is not None and head_trained and emb_conf >= max(threshold, EMBEDDING_ALONE_MIN):
-        # The segment vote alone speaks only when the landmarks have no confident
-        # answer, and only with a head fine-tuned for recordings: pretrained features
-        # of a phone recording can point consistently at the wrong song.
-        candidates.append(Decision(best_vote.track_key, emb_conf, best_vote.offset_s, "embedding"))
-    candidates = [c for c in candidates if c.confidence >= threshold]
-    if not candidates:
+    if score <= 0:
+        return 0.0
+    return max(0.0, -float(poisson.logsf(score - 1.0, chance + 1.0)) / math.log(10.0))
+
+
+def _own_and_best_other(items: Iterable[FingerprintLike | Vote], track_key: int) -> tuple[float, float]:
+    """The score of ``track_key`` among ``items`` and the best score of any other track (0 when absent)."""
+    own = other = 0.0
+    for it in items:
+        if it.track_key == track_key:
+            own = max(own, float(it.score))
+        else:
+            other = max(other, float(it.score))
+    return own, other
+
+
+def candidate_features(ev: Evidence, track_key: int) -> np.ndarray:
+    """The evidence *for* one candidate track, shape ``(len(FEATURES),)`` float64.
+
+    * ``fp_surprise``: how unlikely its landmark score ``s`` is by chance, ``-log10 P(X >= s)``
+      for ``X ~ Poisson(s_o + 1)``, clipped to 0..:data:`SURPRISE_CAP`: the runner-up's score ``s_o`` estimates
+      the chance level of a wrong track's aligned votes, which grows with the query's length
+      and the catalogue's size and density.  Why a tail probability and not the margin: the
+      log-odds of being right grow with it nearly linearly, so a logistic model can say
+      0.99 for 16 votes against 3 and stay unsure for 6 against 3;
+    * ``fp_runner_up``: ``log1p(s_o)``, the chance level itself;
+    * ``vote_margin``: its vote share minus the best other's, times ``sqrt(n_segments)``
+      (more segments, firmer margin);
+    * ``agree``: 1 when it is the best of both opinions;
+    * ``log_landmarks``, ``log_seconds``: how much the recording holds.
+    """
+    s_c, s_o = _own_and_best_other(ev.matches, track_key)
+    v_c, v_o = _own_and_best_other(ev.votes, track_key)
+    agree = float(bool(ev.matches) and bool(ev.votes) and ev.matches[0].track_key == track_key
+                  and ev.votes[0].track_key == track_key)
+    return np.array([
+        min(landmark_surprise(s_c, s_o), SURPRISE_CAP),
+        math.log1p(s_o),
+        (v_c - v_o) * math.sqrt(max(ev.n_segments, 0)),
+        agree,
+        math.log1p(ev.n_landmarks),
+        math.log(max(ev.seconds, 0.5)),
+    ], dtype=np.float64)
+
+
+def candidates(ev: Evidence) -> list[int]:
+    """The tracks an answer can name: the best landmark candidate and the best vote."""
+    out: list[int] = []
+    for key in ([ev.matches[0].track_key] if ev.matches else []) + ([ev.votes[0].track_key] if ev.votes else []):
+        if key not in out:
+            out.append(int(key))
+    return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """P(candidate is the recorded song | its evidence), fitted per index by ``index_builder.calibrate``.
+
+    Two parts, as in Platt (1999) then Zadrozny & Elkan (2002):
+
+    * a logistic model ranks the evidence: ``weights`` (len(FEATURES),) and ``bias`` on
+      ``(features - mean) / scale`` give a score (a logit);
+    * an isotonic map turns the score into a probability: piecewise-linear through
+      (``iso_x``, ``iso_y``), fitted on held-out scores.  Why: right and wrong overlap only
+      in a narrow band of evidence, where a logistic curve alone must stay shallow, so it
+      said 0.89 for 16 aligned votes against 3 that no wrong track had ever reached.  The
+      isotonic map follows the measured frequencies instead, and it was fitted with one
+      phantom wrong answer above the best score, so it never says 1.0.
+
+    Without ``iso_x`` the logistic's own sigmoid is the probability.  ``info`` carries where
+    it came from (catalogue size, landmark version, model id, how it was measured).
+    """
+
+    weights: tuple[float, ...]
+    bias: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    features: tuple[str, ...] = FEATURES
+    info: dict = field(default_factory=dict, compare=False)
+    iso_x: tuple[float, ...] = ()
+    iso_y: tuple[float, ...] = ()
+
+    def score(self, x: np.ndarray) -> float:
+        """The logistic model's logit for one candidate's :func:`candidate_features`."""
+        z = (np.asarray(x, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return float(z @ np.asarray(self.weights) + self.bias)
+
+    def probability(self, x: np.ndarray) -> float:
+        """P(right) for one candidate's :func:`candidate_features`, at most :data:`MAX_PROBABILITY`."""
+        logit = self.score(x)
+        if self.iso_x:
+            p = float(np.interp(logit, self.iso_x, self.iso_y))
+        else:
+            p = 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
+        return min(p, MAX_PROBABILITY)
+
+
+def _method(ev: Evidence, key: int) -> Method:
+    fp_top = bool(ev.matches) and ev.matches[0].track_key == key
+    vote_top = bool(ev.votes) and ev.votes[0].track_key == key
+    return "both" if fp_top and vote_top else "fingerprint" if fp_top else "embedding"
+
+
+def _offset(ev: Evidence, key: int) -> float:
+    for m in ev.matches:
+        if m.track_key == key:
+            return float(m.offset_s)
+    return next((float(v.offset_s) for v in ev.votes if v.track_key == key), 0.0)
+
+
+def scored_candidates(ev: Evidence, calibration: Calibration) -> Iterable[tuple[int, float]]:
+    """``(track_key, P(right))`` for each of :func:`candidates` (what :func:`decide` chooses from)."""
+    for key in candidates(ev):
+        yield key, calibration.probability(candidate_features(ev, key))
+
+
+def safe_rule(ev: Evidence) -> Decision | None:
+    """The uncalibrated rule: only the landmarks may answer, with a margin confidence >= 0.5.
+
+    * the best landmark candidate with :data:`SAFE_MARGIN_CONFIDENCE` or more;
+    * or one with some margin (> 0) that the segment vote agrees with, at the noisy-OR of
+      both confidences (the vote's shrunk for few segments, :func:`vote_confidence`).
+
+    The segment vote never answers alone here: pretrained or fine-tuned features of a
+    phone recording can point consistently at the wrong song, and without a calibration
+    nothing says how often.
+    """
+    if not ev.matches:
         return None
-    best = max(candidates, key=lambda c: c.confidence)
-    return Decision(best.track_key, best.confidence, max(0.0, best.offset_s), best.method)
+    best = ev.matches[0]
+    conf = float(best.confidence)
+    if conf > 0 and ev.votes and ev.votes[0].track_key == best.track_key:
+        conf = 1.0 - (1.0 - conf) * (1.0 - vote_confidence(ev.votes, ev.n_segments))
+    if conf < SAFE_MARGIN_CONFIDENCE:
+        return None
+    return Decision(int(best.track_key), min(conf, MAX_PROBABILITY), max(0.0, float(best.offset_s)),
+                    _method(ev, best.track_key))
 
 
-__all__ = ["EMBEDDING_ALONE_MIN", "MIN_VOTE_SEGMENTS", "SEGMENT_CANDIDATES", "Decision", "Vote", "decide",
-           "segment_vote", "vote_confidence"]
+def decide(ev: Evidence, calibration: Calibration | None, *, threshold: float) -> Decision | None:
+    """The answer to "which catalogue song is this recording?", or None when not sure enough.
+
+    With a ``calibration``: each of :func:`candidates` gets P(right) from the logistic
+    model; the most probable one answers when P >= ``threshold``
+    (``Settings.identify_threshold``, a probability).  Without: :func:`safe_rule`.
+    """
+    if calibration is None:
+        return safe_rule(ev)
+    scored = list(scored_candidates(ev, calibration))
+    if not scored:
+        return None
+    key, p = max(scored, key=lambda kv: kv[1])
+    if p < threshold:
+        return None
+    return Decision(key, p, max(0.0, _offset(ev, key)), _method(ev, key))
+
+
+__all__ = ["FEATURES", "MAX_PROBABILITY", "MIN_VOTE_SEGMENTS", "SAFE_MARGIN_CONFIDENCE", "SEGMENT_CANDIDATES",
+           "Calibration", "Decision", "Evidence", "Observations", "Vote", "candidate_features", "candidates", "decide", "evidence", "landmark_surprise", "safe_rule",
+           "scored_candidates", "segment_vote", "vote_confidence"]

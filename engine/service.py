@@ -33,7 +33,8 @@ from .embed import Embedder, Embedding
 from .errors import BusyError, EmptyIndexError, NothingMatchesError, QueryTimeoutError, TrackNotFoundError
 from .filters import TrackFilter
 from .fingerprint.speed import match_any_speed, speed_variants
-from .identify import MIN_VOTE_SEGMENTS, SEGMENT_CANDIDATES, Vote, decide, segment_vote
+from .calibration import CalibrationStatus, load_calibration
+from .identify import MIN_VOTE_SEGMENTS, SAFE_MARGIN_CONFIDENCE, SEGMENT_CANDIDATES, Observations, decide, evidence
 from .settings import Settings
 from .store import VectorStore
 
@@ -124,6 +125,9 @@ DIVERSE_POOL = 150
 NOT_HEARD = "matched by its Spotify features, not heard"
 #: tempo and key of an unknown recording are estimated on at most this much of it (s): ~50 ms
 REASON_AUDIO_S = 15.0
+#: Landmark candidates kept per recording: the runner-ups are the decision's chance level,
+#: and the calibration removes the recorded song from its self-queries and still needs two.
+IDENTIFY_TOP_K = 5
 
 
 class SynestheteService:
@@ -131,7 +135,7 @@ class SynestheteService:
 
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None, read_only: bool = True) -> None:
         from .features import make_backbone
-        from .fingerprint.index import FingerprintIndex
+        from .fingerprint.backends import open_fingerprints
 
         self.settings = settings
         self.embedder = embedder or Embedder.create(make_backbone(settings), settings.resolved_head_path,
@@ -150,10 +154,8 @@ class SynestheteService:
 
         self.descriptors = (DescriptorStore(settings.descriptors_db_path, read_only=True)
                             if settings.descriptors_db_path.exists() else None)
-        fp_path = settings.fingerprint_db_path
-        self.fingerprints = (
-            FingerprintIndex(fp_path, read_only=read_only, max_candidates=settings.fingerprint_max_candidates)
-            if (fp_path.exists() or not read_only) else None)
+        self.fingerprints = open_fingerprints(settings, self.store, read_only=read_only)
+        self.calibration = self.load_calibration()
         self._executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="synesthete")
         # lookups (similar_to: a vector fetch + one search) never queue behind decode/embed work
         self._light_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="synesthete-light")
@@ -168,6 +170,16 @@ class SynestheteService:
     @property
     def model_id(self) -> str:
         return self.embedder.model_id
+
+    def load_calibration(self) -> CalibrationStatus:
+        """(Re)read the identification calibration; :mod:`engine.calibration` says when it is not used."""
+        from .fingerprint.landmarks import LANDMARK_VERSION
+
+        # the indexed count (marks: vectors AND landmarks written), cheap on any backend
+        n = self.catalogue.count(indexed_only=True) if self.fingerprints is not None else 0
+        self.calibration = load_calibration(self.settings.identify_calibration_path,
+                                            landmark_version=LANDMARK_VERSION, model_id=self.model_id, n_tracks=n)
+        return self.calibration
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -204,11 +216,7 @@ class SynestheteService:
         timings["decode"] = (time.perf_counter() - t0) * 1000
 
         t1 = time.perf_counter()
-        fp_matches = []
-        if self.fingerprints is not None:
-            fp_matches = match_any_speed(self.fingerprints, decoded.samples, decoded.sample_rate,
-                                         variants=speed_variants(self.settings.speed_tolerance_pct),
-                                         stop_confidence=self.settings.identify_threshold, top_k=3)
+        fp_matches = self.landmark_candidates(decoded)
         timings["fingerprint"] = (time.perf_counter() - t1) * 1000
 
         t2 = time.perf_counter()
@@ -216,7 +224,7 @@ class SynestheteService:
         timings["embed"] = (time.perf_counter() - t2) * 1000
 
         t3 = time.perf_counter()
-        identified = self._identify(fp_matches, emb)
+        identified = self._identify(self.observe(decoded, fp_matches, emb))
         if identified is not None:
             seed_vecs = self.store.track_vectors([identified.track.track_key])
             seed = seed_vecs.get(identified.track.track_key, emb.track)
@@ -291,6 +299,7 @@ class SynestheteService:
             "model_id": self.model_id,
             "backbone": self.embedder.backbone.name,
             "head_trained": self.embedder.head.trained,
+            "identification": self.calibration.about(),
             "similarity": similarity_about(self.similarity),
             "index_built": self.catalogue.get_meta("built_at"),
             "milvus": "milvus-lite" if self.store.is_lite else self.store.uri,
@@ -328,14 +337,31 @@ class SynestheteService:
 
     # ---- internals --------------------------------------------------------------
 
-    def _identify(self, fp_matches: list[Any], emb: Embedding) -> Identification | None:
-        """The service's answer to "which song is it?" (:func:`engine.identify.decide`) as a catalogue track."""
-        votes: list[Vote] = []
+    def landmark_candidates(self, decoded: audio_mod.DecodedAudio, *, speeds: bool = True) -> list[Any]:
+        """The fingerprint index's best candidates (``IDENTIFY_TOP_K``), trying speed variants when ``speeds``."""
+        if self.fingerprints is None:
+            return []
+        variants = speed_variants(self.settings.speed_tolerance_pct) if speeds else speed_variants(0)
+        return match_any_speed(self.fingerprints, decoded.samples, decoded.sample_rate, variants=variants,
+                               stop_confidence=SAFE_MARGIN_CONFIDENCE, top_k=IDENTIFY_TOP_K)
+
+    def observe(self, decoded: audio_mod.DecodedAudio, fp_matches: list[Any], emb: Embedding,
+                segment_candidates: int = SEGMENT_CANDIDATES) -> Observations:
+        """What identification decides from: landmark candidates plus the segments' nearest catalogue segments.
+
+        The calibration (``index_builder.calibrate``) calls this too, with two candidates
+        per segment, so it measures exactly what the service decides on.
+        """
+        hits: list[Any] = []
         if emb.n >= MIN_VOTE_SEGMENTS:
-            hits = self.store.search_segments(emb.segments, SEGMENT_CANDIDATES)
-            votes = segment_vote(hits, emb.times, bin_s=self.settings.segment_hop_s)
-        decision = decide(fp_matches[0] if fp_matches else None, votes,
-                          threshold=self.settings.identify_threshold, head_trained=self.embedder.head.trained)
+            hits = self.store.search_segments(emb.segments, segment_candidates)
+        return Observations(tuple(fp_matches), tuple(tuple(h) for h in hits),
+                            np.asarray(emb.times if hits else [], dtype=np.float64),
+                            self.settings.segment_hop_s, decoded.duration_s)
+
+    def _identify(self, obs: Observations) -> Identification | None:
+        """The service's answer to "which song is it?" (:func:`engine.identify.decide`) as a catalogue track."""
+        decision = decide(evidence(obs), self.calibration.calibration, threshold=self.settings.identify_threshold)
         if decision is None:
             return None
         track = self.catalogue.get_many([decision.track_key]).get(decision.track_key)

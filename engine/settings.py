@@ -27,6 +27,7 @@ ENV_PREFIX = "SYNESTHETE_"
 
 Backbone = Literal["musicnn", "openl3", "logmel"]
 IndexType = Literal["auto", "FLAT", "IVF_FLAT", "HNSW"]
+FingerprintBackend = Literal["sqlite", "milvus"]
 SimilarityMethod = Literal["pooled", "lda", "off"]
 SupervisedTerm = Literal["none", "genre"]
 WatchMode = Literal["all", "allowlist", "mention"]
@@ -117,11 +118,16 @@ class Settings:
     top_k: int = 5
     #: Discovery rule: at most this many answers per artist (the seed's own artist: one); 0 = raw ranking.
     answers_per_artist: int = 1
-    #: Minimum identification confidence (0..1) to say "sounds like".
-    identify_threshold: float = 0.5
-    #: Most fingerprint rows one query may score (0 = no limit).  Posting lists grow with
-    #: the catalogue; past this budget the rarest hashes are kept (docs/identification.md).
-    fingerprint_max_candidates: int = 1_000_000
+    #: Least probability of being right (0..1) to say "sounds like", from the calibration the
+    #: build fits (index_builder.calibrate).  Uncalibrated indexes use a fixed landmark margin instead.
+    identify_threshold: float = 0.9
+    #: Where the landmark index lives: "sqlite" (one machine, fastest) or "milvus" (sparse
+    #: vectors in the Milvus database, spreads over a cluster; needs Milvus 2.4+ or milvus-lite).
+    fingerprint_backend: FingerprintBackend = "sqlite"
+    #: Most fingerprint rows a query's first stage scores (0 = no limit).  Posting lists grow
+    #: with the catalogue; past this budget the rarest hashes are scored first and the best
+    #: tracks then verified with every hash (engine.fingerprint.index, docs/identification.md).
+    fingerprint_max_candidates: int = 250_000
     #: Speed changes (%, faster or slower: radio, DJ sets, turntables) the landmarks try to
     #: undo when a recording at its own speed is not recognised; 0 = off (engine.fingerprint.speed).
     speed_tolerance_pct: float = 6.0
@@ -244,6 +250,11 @@ class Settings:
     @property
     def descriptors_db_path(self) -> Path:
         return self.data_dir / "descriptors.sqlite"
+
+    @property
+    def identify_calibration_path(self) -> Path:
+        """The identification calibration (written by the index builder, read by queries)."""
+        return self.data_dir / "identify_calibration.json"
 
     def __post_init__(self) -> None:
         """Check every value once (types from the hints, Literal choices, numeric limits)."""

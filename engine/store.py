@@ -452,15 +452,16 @@ class VectorStore:
         return {int(r["track_key"]): np.asarray(r["vector"], dtype=np.float32) for r in rows}
 
     @milvus_call
-    def all_track_keys(self) -> list[int]:
-        """Every track key, by key ranges.
+    def all_track_keys(self, collection: str | None = None) -> list[int]:
+        """Every track key (of the tracks collection, or of ``collection``: distinct), by key ranges.
 
         Why not ``query_iterator``: milvus-lite does not implement the iterator RPCs
         (it logs "Method not implemented" tracebacks).  Keys are uniform 63-bit hashes,
         so equal ranges hold similar counts; a range that hits the query limit is split.
         """
+        name = collection or self.tracks_name
         limit = 16384
-        total = self.count_tracks()
+        total = self._count(name)
         n_ranges = max(1, (total * 2) // limit + 1)
         step = (1 << 63) // n_ranges + 1
         top = (1 << 63) - 1  # int64 max; keys are < 2**63
@@ -470,14 +471,13 @@ class VectorStore:
             while pending:
                 lo, hi = pending.pop()
                 cond = f"track_key >= {lo} and track_key < {hi}" if hi < top else f"track_key >= {lo}"
-                rows = self._client.query(self.tracks_name, filter=cond,
-                                          output_fields=["track_key"], limit=limit)
+                rows = self._client.query(name, filter=cond, output_fields=["track_key"], limit=limit)
                 if len(rows) >= limit and hi - lo > 1:
                     mid = (lo + hi) // 2
                     pending += [(lo, mid), (mid, hi)]
                     continue
                 out.extend(int(r["track_key"]) for r in rows)
-        return out
+        return out if collection is None else sorted(set(out))
 
     @milvus_call
     def search_tracks(self, vectors: np.ndarray, k: int, exclude: Sequence[int] = (),

@@ -204,7 +204,9 @@ def run_build(settings: Settings, opts: BuildOptions) -> BuildReport:
         lg.addFilter(_NOISE)
     with BuildLock(data_dir / "build.lock"):
         try:
-            _Build(settings, opts, report).run()
+            build = _Build(settings, opts, report)
+            build.run()
+            report.calibration = _calibrate(settings, opts, build.fingerprinted)
         finally:
             report.elapsed_s = time.monotonic() - t_start
             report.measure_rss()
@@ -218,11 +220,33 @@ def run_build(settings: Settings, opts: BuildOptions) -> BuildReport:
     return report
 
 
+def _calibrate(settings: Settings, opts: BuildOptions, fingerprinted: int) -> dict[str, Any]:
+    """The build's last step: refit the identification calibration (``index_builder.calibrate``).
+
+    A failure here leaves a whole index that answers with the safe rule: it is logged and
+    reported, not raised (the index is not half-written, only uncalibrated).  Below
+    ``MIN_TRACKS`` fingerprinted tracks nothing is loaded: the old file is removed.
+    """
+    from .calibrate import MIN_TRACKS, run_calibration, too_small
+    from .worker import load_factory
+
+    if fingerprinted < MIN_TRACKS:
+        return too_small(settings, fingerprinted).to_dict()
+    try:
+        res = run_calibration(settings, embedder=load_factory(opts.embedder)(settings))
+    except Exception as exc:  # noqa: BLE001 - the index is complete; say why it is uncalibrated
+        log.error("identification calibration failed (%s); queries use the safe rule", exc, exc_info=True)
+        return {"status": "failed", "message": f"calibration failed: {exc}"}
+    log.info("identification calibration: %s (%s)", res.status, res.message)
+    return res.to_dict()
+
+
 class _Build:
     """One build run; state shared by the steps of :func:`run_build`."""
 
     def __init__(self, settings: Settings, opts: BuildOptions, report: BuildReport) -> None:
         self.settings, self.opts, self.report = settings, opts, report
+        self.fingerprinted = 0  # tracks in the landmark index at the end (the calibration needs enough)
         self.workers = max(1, opts.workers or os.cpu_count() or 1)
         self.max_in_flight = max(1, opts.max_in_flight or 2 * self.workers)
         report.workers = self.workers
@@ -255,7 +279,7 @@ class _Build:
             raise IndexInUseError(str(exc)) from exc
 
     def run(self) -> None:
-        from engine.fingerprint.index import FingerprintIndex
+        from engine.fingerprint.backends import open_fingerprints
 
         opts, report, s = self.opts, self.report, self.settings
         from .worker import embedder_identity
@@ -268,12 +292,12 @@ class _Build:
             import engine.store  # noqa: F401 - pymilvus + milvus-lite take seconds to import
 
             self.catalogue = CatalogueDB(s.catalogue_db_path)
-            self.fp = FingerprintIndex(s.fingerprint_db_path)
             self.descriptors = DescriptorStore(s.descriptors_db_path)
             model_id, dim, _sr, backbone, layout, tag_names = self._identity(ident)
             report.model_id, report.backbone = model_id, backbone
             self.model_id = model_id
             self.store = self._open_store(model_id, dim)
+            self.fp = open_fingerprints(s, self.store, read_only=False, for_build=True)
             self._run(tracks, match)
             fit = refit_similarity(s, self.store, self.catalogue, self.descriptors, backbone_key(model_id), layout,
                                    tag_names)
@@ -282,6 +306,7 @@ class _Build:
             report.index_changes = self.store.tune_index()  # the collections' size is known now
             if not self.fp.snapshot_is_current():
                 self.fp.write_snapshot()  # the fast read copy query processes use
+            self.fingerprinted = self.catalogue.count(indexed_only=True)  # marked: vectors and landmarks
         except Exception as exc:
             if is_disk_full(exc) and not isinstance(exc, DiskFullError):
                 report.aborted = f"disk full: {exc}"

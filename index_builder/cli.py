@@ -4,6 +4,7 @@
     synesthete-index build --audio DIR                  (a folder of audio, no CSV)
     synesthete-index demo [--tracks N]                  (free game soundtracks from Debian)
     synesthete-index train ... / eval ...               (see their --help)
+    synesthete-index calibrate [--force]                (refit identification's confidence; builds do it)
 
 Thin: parses, prints, maps typed errors to one sentence and an exit code
 (0 ok, even with some bad files; 2 a user error; 1 an internal error).
@@ -24,6 +25,7 @@ from engine.startup import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_E
 _DELEGATED = {
     "train": ("index_builder.train", "fine-tune the embedding head on the catalogue's audio"),
     "eval": ("index_builder.evaluate", "measure identification and similarity quality"),
+    "calibrate": ("index_builder.calibrate", "refit when identification says \"sounds like\" (the build does it)"),
 }
 
 

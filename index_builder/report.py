@@ -58,6 +58,8 @@ class BuildReport:
     peak_rss_workers_mb: float = 0.0
     #: the similarity model's refit at the end of the build (index_builder.similarity_fit)
     similarity: dict[str, Any] = field(default_factory=dict)
+    #: the identification calibration at the end of the build (index_builder.calibrate)
+    calibration: dict[str, Any] = field(default_factory=dict)
     #: the build stopped early (disk full, interrupted); what was marked is consistent
     aborted: str = ""
 
@@ -107,6 +109,8 @@ class BuildReport:
             lines.append("similarity model: none (fewer than 2 tracks with audio)")
         elif sim.get("status") == "too_uniform":
             lines.append(f"similarity model: none ({sim.get('reason')}); answers use the identification head's vectors")
+        if self.calibration:
+            lines.append(f"identification: {self.calibration.get('status')}: {self.calibration.get('message')}")
         if self.recreated:
             lines.append(f"collections recreated: {self.recreate_reason}")
         for change in self.index_changes:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalogue import CatalogueDB, track_key_for
-from engine.fingerprint.index import FingerprintIndex
+from engine.fingerprint.backends import open_fingerprints
 from engine.settings import Settings
 from engine.store import VectorStore
 from index_builder import cli
@@ -54,8 +54,8 @@ def make_corpus(root: Path, n: int = 6) -> tuple[Path, Path]:
     return csv, audio
 
 
-def settings_for(root: Path) -> Settings:
-    return Settings(data_dir=root / "data")
+def settings_for(root: Path, backend: str = "sqlite") -> Settings:
+    return Settings(data_dir=root / "data", fingerprint_backend=backend)
 
 
 def build(settings: Settings, csv: Path | None, audio: Path, **kw) -> object:
@@ -70,7 +70,7 @@ def index_state(settings: Settings, embedder: str = TINY) -> dict:
     emb = getattr(tinymodel, embedder.split(":")[1])(settings)
     store = VectorStore(settings.resolved_milvus_uri, emb.model_id, emb.dim)
     cat = CatalogueDB(settings.catalogue_db_path)
-    fp = FingerprintIndex(settings.fingerprint_db_path)
+    fp = open_fingerprints(settings, store, read_only=False)
     try:
         store.check_ready()
         marks = cat.indexed_state()
@@ -90,9 +90,11 @@ def assert_consistent(st: dict, n: int) -> None:
     assert st["segments"] == st["n_seg_marked"]
 
 
-def test_build_rerun_change_and_remove(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "milvus"])
+def test_build_rerun_change_and_remove(tmp_path: Path, backend: str) -> None:
+    """Incremental builds keep vectors, landmarks and marks in step, on both landmark backends."""
     csv, audio = make_corpus(tmp_path)
-    s = settings_for(tmp_path)
+    s = settings_for(tmp_path, backend)
     r = build(s, csv, audio)
     assert r.indexed == 6 and not r.failed
     assert r.match_rules == {"id": 5, "filename": 1}
@@ -118,6 +120,17 @@ def test_build_rerun_change_and_remove(tmp_path: Path) -> None:
     cat = CatalogueDB(s.catalogue_db_path)
     assert cat.indexed_state()[track_key_for("trk001")][0] == audio_sig(changed)
     cat.close()
+    assert r.calibration["status"] == "too_small"  # 5 tracks: the safe rule answers
+    # a query through the service finds the changed song on either backend
+    from engine.service import SynestheteService
+
+    svc = SynestheteService(s, embedder=tinymodel.make_embedder(s))
+    try:
+        rec = svc.recommend(changed)
+        assert rec.identified is not None and rec.identified.track.track_id == "trk001"
+        assert svc.about()["identification"]["calibrated"] is False
+    finally:
+        svc.close()
 
 
 @pytest.mark.slow

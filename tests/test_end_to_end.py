@@ -47,6 +47,7 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path,
     settings = Settings(data_dir=root / "data", model_cache_dir=cache, workers=2)
     report = run_build(settings, BuildOptions(csv=csv_path, audio=audio, not_spotify=True, workers=2))
     assert report.indexed == N_TRACKS and not report.failed
+    assert report.calibration["status"] == "fitted", report.calibration  # 30 tracks: just enough to calibrate
     return settings, audio, ids
 
 
@@ -85,10 +86,18 @@ def test_every_degraded_excerpt_is_identified(catalogue, service: SynestheteServ
             fp = service.fingerprints.match(service.decode(note).samples, 16000, top_k=3)
             got = rec.identified and (rec.identified.track.track_id[:2], rec.identified.method,
                                       round(rec.identified.confidence, 2))
-            missed.append((tid[:2], round(start, 1), got, [(m.score, round(m.confidence, 2)) for m in fp]))
+            right_first = bool(fp) and fp[0].track_key == service.catalogue.get(tid).track_key
+            missed.append((tid[:2], round(start, 1), got, [(m.score, round(m.confidence, 2)) for m in fp]
+                           if right_first else []))
         assert len(rec.results) == 5
         assert all(-1.0 <= r.similarity <= 1.0 for r in rec.results)
-    assert correct == N_TRACKS, missed
+    # The build calibrated identification on this catalogue (30 tracks, the least it calibrates):
+    # every note is ranked right by the landmarks, and what is *said* follows the measured
+    # probability, so a few weak matches stay unsaid, and nothing wrong is said.
+    assert service.about()["identification"]["calibrated"] is True
+    assert not [m for m in missed if m[2]], f"wrong answers: {missed}"
+    assert all(m[3] and m[3][0][0] > m[3][1][0] for m in missed), missed
+    assert correct >= N_TRACKS * 0.8, missed
 
 
 def test_unknown_recording_gets_recommendations_without_identification(service: SynestheteService,

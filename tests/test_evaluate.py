@@ -82,7 +82,7 @@ def test_vote_ranking_finds_the_consistent_track():
 
 
 def test_service_decision_uses_the_service_rule():
-    """A confident fingerprint answers; with none, the vote of a trained head may (the service's rule)."""
+    """The service's rule: uncalibrated, only a confident fingerprint answers; calibrated, the model decides."""
     from engine.settings import Settings
 
     rng = np.random.default_rng(3)
@@ -92,13 +92,18 @@ def test_service_decision_uses_the_service_rule():
     qt = (np.arange(8) * 1.5).astype(np.float32)
     s = Settings()
     votes = vote_ranking(q, qt, *table, s.segment_hop_s, 1)
-    fp_sure = [SimpleNamespace(track_key=2, confidence=0.95, offset_s=0.0, score=50)]
+    fp_sure = [SimpleNamespace(track_key=2, confidence=0.95, offset_s=0.0, score=50, query_landmarks=900)]
     thr = s.identify_threshold
-    assert service_decision(fp_sure, votes, len(q), threshold=thr, trained=True) == 2
-    assert service_decision([], votes, len(q), threshold=thr, trained=True) == 1
-    # the untrained head's vote never answers alone; one segment casts no vote
-    assert service_decision([], votes, len(q), threshold=thr, trained=False) is None
-    assert service_decision([], votes, 1, threshold=thr, trained=True) is None
+    assert service_decision(fp_sure, votes, len(q), 10.0, threshold=thr, calibration=None) == 2
+    # uncalibrated, the vote never answers alone; one segment casts no vote
+    assert service_decision([], votes, len(q), 10.0, threshold=thr, calibration=None) is None
+    # a calibration that trusts the vote margin lets the vote answer
+    from engine.identify import FEATURES, Calibration
+
+    w = tuple(5.0 if f == "vote_margin" else 0.0 for f in FEATURES)
+    trusting = Calibration(w, 0.0, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES))
+    assert service_decision([], votes, len(q), 10.0, threshold=thr, calibration=trusting) == 1
+    assert service_decision([], votes, 1, 10.0, threshold=thr, calibration=trusting) is None
     assert combined_ranking(None, fp_sure, [(1, 0.9, 0.0)]) == [2, 1]
 
 

@@ -58,13 +58,28 @@ def tracks() -> dict[int, np.ndarray]:
     return {100 + i: synthetic_track(seed=1000 + i, seconds=TRACK_S, sr=SR) for i in range(N_TRACKS)}
 
 
-@pytest.fixture(scope="module")
-def index(tracks: dict[int, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> FingerprintIndex:
-    path = tmp_path_factory.mktemp("fp") / "fingerprints.sqlite"
-    idx = FingerprintIndex(path)
-    idx.add_tracks_bulk((k, x, SR) for k, x in tracks.items())
+@pytest.fixture(scope="module", params=["sqlite", "milvus"])
+def index(request: pytest.FixtureRequest, tracks: dict[int, np.ndarray],
+          tmp_path_factory: pytest.TempPathFactory) -> FingerprintIndex:
+    """The same landmark tests on both backends: SQLite, and sparse vectors on milvus-lite."""
+    root = tmp_path_factory.mktemp(f"fp-{request.param}")
+    store = None
+    if request.param == "sqlite":
+        idx = FingerprintIndex(root / "fingerprints.sqlite")
+        idx.add_tracks_bulk((k, x, SR) for k, x in tracks.items())
+    else:
+        from engine.fingerprint.milvus_index import MilvusFingerprintIndex
+        from engine.store import VectorStore
+
+        store = VectorStore(str(root / "milvus.db"), "fp-test", 8)
+        idx = MilvusFingerprintIndex(store)
+        for k, x in tracks.items():
+            idx.add_track(k, x, SR)
+        idx.write_snapshot()
     yield idx
     idx.close()
+    if store is not None:
+        store.close()
 
 
 def excerpt(x: np.ndarray, offset_s: float, seconds: float = EXCERPT_S) -> np.ndarray:
@@ -325,3 +340,47 @@ def test_speed_variants_stop_at_the_first_confident_answer(index: FingerprintInd
 
     match_any_speed(Counting(), excerpt(tracks[101], 3.0), SR, variants=speed_variants(6))
     assert Counting.calls == 1  # the recording at its own speed was enough: no variant paid for
+
+
+def test_two_stage_lookup_gives_the_best_tracks_every_vote(tracks: dict[int, np.ndarray], tmp_path: Path) -> None:
+    """Stage 2 verifies stage 1's best tracks with the hashes the budget left out: full scores, bounded work."""
+    from engine.fingerprint.index import score_candidates
+
+    idx = FingerprintIndex(tmp_path / "fp.sqlite")
+    for key in list(tracks)[:10]:
+        idx.add_track(key, tracks[key], SR)
+    idx.write_snapshot()
+    idx.close()
+    query = tracks[105][SR * 4: SR * 14]
+    qh, qt = extract_landmarks(query, SR, density="query")
+    full = FingerprintIndex(tmp_path / "fp.sqlite", read_only=True)
+    arr, keys = full._load_snapshot()
+    unbudgeted = full.match(query, SR)
+    budget = full._lookup_snapshot(qh, arr, keys)[0].size // 8
+    tight = FingerprintIndex(tmp_path / "fp.sqlite", read_only=True, max_candidates=budget)
+    stage1 = score_candidates(qh, qt, *tight._lookup_snapshot(qh, arr, keys), 5)
+    both = tight.match(query, SR)
+    assert stage1[0].track_key == 105 and stage1[0].score < unbudgeted[0].score  # the budget costs votes...
+    assert both[0] == unbudgeted[0]  # ...that stage 2 gives back: same track, score, offset and margin
+    lo, hi = tight._runs(qh, arr)
+    rows = tight._verify_candidates(arr, lo, hi, np.array([int(np.searchsorted(keys, 105))]))
+    assert set(keys[rows["k"].astype(np.int64)].tolist()) == {105}  # only the candidate's rows
+    assert rows.size == int(sum(((arr["h"] == h) & (keys[arr["k"].astype(np.int64)] == 105)).sum()
+                                for h in np.unique(qh)))
+
+
+def test_a_missing_snapshot_still_gives_the_right_answer_and_says_so(tracks: dict[int, np.ndarray], tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    idx = FingerprintIndex(tmp_path / "fp.sqlite")
+    for key in list(tracks)[:4]:
+        idx.add_track(key, tracks[key], SR)
+    idx.write_snapshot()
+    idx.close()
+    idx.snapshot_path.unlink()
+    ro = FingerprintIndex(tmp_path / "fp.sqlite", read_only=True)
+    with caplog.at_level("WARNING", logger="engine.fingerprint.index"):
+        assert ro.match(tracks[102][SR * 2: SR * 10], SR)[0].track_key == 102
+        assert ro.match(tracks[101][SR * 2: SR * 10], SR)[0].track_key == 101
+    said = [r.getMessage() for r in caplog.records if "snapshot" in r.getMessage()]
+    assert len(said) == 1 and "synesthete-index build" in said[0]  # once, with what to do
+    ro.close()

@@ -167,3 +167,22 @@ def test_all_track_keys(open_store) -> None:
     keys = fill(store, 30)
     assert sorted(store.all_track_keys()) == sorted(keys)
 
+
+
+def test_the_landmark_collection_where_the_backend_has_sparse_vectors(open_store, backend) -> None:
+    """milvus-lite holds the landmark index; the Milvus 2.3.5 server helper has no sparse vectors and says so."""
+    from engine.errors import StoreError
+    from engine.fingerprint.milvus_index import MilvusFingerprintIndex
+    from tests.audiogen import synthetic_track
+
+    store = open_store()
+    prefix = store.tracks_name.removesuffix("_tracks")
+    if backend[0].startswith("http"):
+        with pytest.raises(StoreError, match="no sparse vectors"):
+            MilvusFingerprintIndex(store, prefix=prefix)
+        return
+    idx = MilvusFingerprintIndex(store, prefix=prefix)
+    song = synthetic_track(seed=3, seconds=20.0, sr=16000)
+    idx.add_track(7, song, 16000)
+    idx.write_snapshot()
+    assert idx.match(song[5 * 16000: 13 * 16000], 16000)[0].track_key == 7

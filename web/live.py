@@ -69,11 +69,12 @@ IDLE_TIMEOUT_S = 15.0
 GRACE_S = 5.0
 
 
-#: Identification methods trusted to stop listening early.  The fingerprint's confidence is
-#: calibrated (a margin over the runner-up in Poisson sigmas); an embedding-only vote is not:
-#: on the dev corpus every wrong early stop (4 of 238 voice messages) was an embedding-only
-#: vote at 0.85-0.92.  A wrong "got it" is worse than listening two more seconds, so an
-#: embedding-only identification is shown as the running guess but never ends the session.
+#: Identification methods trusted to stop listening early: those the landmarks take part in.
+#: On the dev corpus every wrong early stop (4 of 238 voice messages, before the calibration of
+#: issue 15) was an embedding-only vote at 0.85-0.92.  A live session asks again every interval,
+#: so it has many chances of one chance answer; a wrong "got it" is worse than listening two
+#: more seconds, so an embedding-only identification is shown as the running guess but never
+#: ends the session, even when calibrated.
 STOP_METHODS = ("fingerprint", "both")
 
 

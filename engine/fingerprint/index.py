@@ -22,6 +22,12 @@ Cost (reference density, measured on real music, see docs/identification.md):
 about 780 k rows and ~12 MB on disk per hour of audio (~16 bytes a row);
 13.5 k hours (232 k tracks x 3.5 min) would be ~10.5 G rows, ~165 GB.
 
+Query cost: the snapshot path is a two-stage lookup (``_match_snapshot``): the rarest
+hashes' rows up to ``max_candidates`` are scored, then the best ``VERIFY_TRACKS`` tracks get
+the rows of every other query hash, found by bisection inside each hash's posting list
+(rows are sorted by hash, then track).  Work per query is then bounded by the budget plus
+(hashes x tracks x log(posting length)), not by the catalogue.
+
 Concurrency: WAL mode, one connection per thread (``threading.local``) so many
 ``match`` calls run in parallel with each other and with one writer; writes are
 serialised by a lock and each track is one transaction, so a reader never sees
@@ -44,11 +50,17 @@ import numpy as np
 
 from engine.errors import StoreError
 from engine.fileio import atomic_write
-from engine.fingerprint.landmarks import FRAMES_PER_S, extract_landmarks
+from engine.fingerprint.landmarks import FRAMES_PER_S, LANDMARK_VERSION, extract_landmarks
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+#: Tracks the two-stage lookup verifies with every query hash (see ``_match_snapshot``).
+VERIFY_TRACKS = 8
+
+
+class StaleIndexError(StoreError):
+    """The index was made by another landmark version (its hashes mean something else)."""
 #: SQLite's default limit on bound parameters is 32766; stay well below it.
 _IN_CHUNK = 20000
 
@@ -69,14 +81,17 @@ class FingerprintMatch:
 
     ``score``: number of query landmarks that agree on one time offset (±1 frame).
     ``offset_s``: where the query starts in the track (seconds).
-    ``confidence``: 0..1, how sure we are that *this* is the track (see
-    :func:`confidence`); only the best candidate can have a high one.
+    ``confidence``: 0..1, the margin confidence that *this* is the track (see
+    :func:`confidence`; only the best candidate has one).  It is not a probability: the
+    calibrated one is :func:`engine.identify.decide`'s.
+    ``query_landmarks``: how many landmarks the query was matched with.
     """
 
     track_key: int
     score: int
     offset_s: float
     confidence: float
+    query_landmarks: int = 0
 
 
 def confidence(best: int, other: int) -> float:
@@ -184,6 +199,7 @@ def score_candidates(
                 score=int(best_sc[r]),
                 offset_s=float(best_off[r]) / FRAMES_PER_S,
                 confidence=confidence(int(best_sc[r]), other) if i == 0 else 0.0,
+                query_landmarks=int(q_hash.size),
             )
         )
     return out
@@ -192,7 +208,8 @@ def score_candidates(
 class FingerprintIndex:
     """SQLite-backed landmark index; see the module docstring for layout and costs."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False, max_candidates: int = 0) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False, max_candidates: int = 0,
+                 reset_if_stale: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
         #: Most DB rows one query scores (0 = all); see :meth:`_lookup_snapshot`.
@@ -224,7 +241,45 @@ class FingerprintIndex:
                 conn.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
+                empty = conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0] == 0
+                if empty:  # a fresh (or emptied) index takes this engine's landmark version
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('landmark_version', ?)",
+                                 (str(LANDMARK_VERSION),))
                 conn.commit()
+        if reset_if_stale and not read_only and self.landmark_version() != LANDMARK_VERSION:
+            self._reset()
+        self.check_landmark_version()
+
+    def _reset(self) -> None:
+        """Empty an index of another landmark version (the builder's way to redo every track)."""
+        old = self.landmark_version()
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM fp")
+            conn.execute("DELETE FROM tracks")
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('landmark_version', ?)", (str(LANDMARK_VERSION),))
+            _bump_generation(conn)
+            conn.execute("COMMIT")
+        log.warning("the fingerprint index was built with landmark version %d; it was emptied and every track "
+                    "will be fingerprinted again with version %d", old, LANDMARK_VERSION)
+
+    def landmark_version(self) -> int:
+        """The landmark version the index's rows were made with (1 for indexes that predate the record)."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key='landmark_version'").fetchone()
+        return int(row[0]) if row else 1
+
+    def check_landmark_version(self) -> None:
+        """Raise :class:`StaleIndexError` when the rows were made by another landmark version.
+
+        Another version's hashes mean other things: matching them would give chance
+        answers, so an old index is refused with what to do instead of being read.
+        """
+        found = self.landmark_version()
+        if found != LANDMARK_VERSION:
+            raise StaleIndexError(
+                f"the fingerprint index {self.path} was built with landmark version {found}; this engine uses "
+                f"version {LANDMARK_VERSION}. Rebuild it: `synesthete-index build`.")
 
     # ---- connections --------------------------------------------------------
 
@@ -410,7 +465,9 @@ class FingerprintIndex:
         n = conn.execute("SELECT COALESCE(SUM(n_hashes), 0) FROM tracks").fetchone()[0]
         arr = np.empty(int(n), dtype=SNAPSHOT_DTYPE)
         pos = 0
-        cur = conn.execute("SELECT hash, track_key, t FROM fp")  # clustered: already in hash order
+        # the primary key order (no sort: the table is clustered on it); the two-stage lookup
+        # bisects track indices inside a hash's rows, so (hash, track) order is required
+        cur = conn.execute("SELECT hash, track_key, t FROM fp ORDER BY hash, track_key, t")
         while True:
             rows = cur.fetchmany(200_000)
             if not rows:
@@ -446,42 +503,127 @@ class FingerprintIndex:
         try:
             arr = np.load(self.snapshot_path, mmap_mode="r")
             keys = np.load(self.keys_path)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            self._warn_no_snapshot(gen, f"it cannot be read ({exc.__class__.__name__}: {exc})")
             return None
         snap_gen = int(arr[0]["h"]) | (int(arr[0]["k"]) << 32)
         if snap_gen != gen or int(arr[0]["t"]) != len(keys):
-            log.debug("fingerprint snapshot is stale (generation %d != %d); using SQLite", snap_gen, gen)
+            self._warn_no_snapshot(gen, f"it is stale (generation {snap_gen}, the index is at {gen})")
             return None
         self._snapshot = (gen, arr[1:], keys)
         return arr[1:], keys
 
+    def _runs(self, hashes: np.ndarray, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(lo, hi)`` row ranges of each distinct query hash in the sorted snapshot."""
+        uniq = np.unique(hashes.astype(np.uint32))
+        col = arr["h"]
+        return np.searchsorted(col, uniq, side="left"), np.searchsorted(col, uniq, side="right")
+
+    def _budget_split(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Which runs (a bool mask) fit :attr:`max_candidates` rows, rarest hashes first (all without a budget)."""
+        cnt = hi - lo
+        keep = np.ones(cnt.size, bool)
+        if self.max_candidates and int(cnt.sum()) > self.max_candidates:
+            order = np.argsort(cnt, kind="stable")
+            keep[:] = False
+            keep[order[np.cumsum(cnt[order]) <= self.max_candidates]] = True
+        return keep
+
+    @staticmethod
+    def _gather(arr: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The snapshot rows of the ranges ``[lo, hi)``, concatenated."""
+        cnt = hi - lo
+        if cnt.sum() == 0:
+            return arr[:0]
+        idx = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(int(cnt.sum()))
+        return arr[idx]
+
+    def _warn_no_snapshot(self, gen: int, why: str) -> None:
+        """Say once per index generation that queries read SQLite: right answers, but ~10x slower."""
+        if getattr(self, "_warned_generation", None) == gen:
+            return
+        self._warned_generation = gen
+        level = logging.DEBUG if not self.read_only else logging.WARNING  # a writer makes it stale on purpose
+        log.log(level, "the fingerprint read snapshot %s is not used: %s; identification reads SQLite (slower). "
+                "`synesthete-index build` writes it again", self.snapshot_path, why)
+
     def _lookup_snapshot(self, hashes: np.ndarray, arr: np.ndarray, keys: np.ndarray):
-        """Rows of the query's hashes, at most :attr:`max_candidates` of them.
+        """Rows of the query's hashes, at most :attr:`max_candidates` of them (stage 1).
 
         Why a budget: a hash's posting list grows with the catalogue (~780k rows per
         hour of audio over 2**21 hashes), so without one a 10-s query's scoring cost
         grows linearly with the catalogue (docs/identification.md, measured).  Over
         budget, the hashes with the *shortest* posting lists are kept: a rare hash is
         strong evidence for the few tracks that have it, while a common one mostly adds
-        chance votes (the idea of IDF).  The true track keeps its aligned votes from the
-        rare hashes, so identification degrades gracefully instead of slowing down.
+        chance votes (the idea of IDF).  :meth:`_verify_candidates` then gives the best
+        candidates back the votes of the hashes left out.
         """
-        uniq = np.unique(hashes.astype(np.uint32))
-        col = arr["h"]
-        lo = np.searchsorted(col, uniq, side="left")
-        hi = np.searchsorted(col, uniq, side="right")
-        cnt = hi - lo
-        if self.max_candidates and int(cnt.sum()) > self.max_candidates:
-            order = np.argsort(cnt, kind="stable")
-            keep = order[np.cumsum(cnt[order]) <= self.max_candidates]
-            keep.sort()
-            lo, hi, cnt = lo[keep], hi[keep], cnt[keep]
-        if cnt.sum() == 0:
-            empty = np.zeros(0, np.int64)
-            return empty, empty, empty
-        idx = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(int(cnt.sum()))
-        rows = arr[idx]
+        lo, hi = self._runs(hashes, arr)
+        keep = self._budget_split(lo, hi)
+        rows = self._gather(arr, lo[keep], hi[keep])
         return (rows["h"].astype(np.int64), keys[rows["k"].astype(np.int64)], rows["t"].astype(np.int64))
+
+    @staticmethod
+    def _bisect_tracks(kcol: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray,
+                       right: bool) -> np.ndarray:
+        """Vectorised bisection of ``target`` track indices inside the sorted runs ``[lo, hi)`` of ``kcol``.
+
+        Within one hash's run the snapshot rows are sorted by track index, so each
+        (run, candidate) pair is a binary search; all pairs advance together, one
+        gather from the memory map per step (log2 of the longest run steps).
+        """
+        lo, hi = lo.copy(), hi.copy()
+        while True:
+            active = lo < hi
+            if not active.any():
+                return lo
+            mid = (lo + hi) // 2
+            v = np.where(active, kcol[np.minimum(mid, kcol.size - 1)], 0).astype(np.int64)
+            go_right = active & ((v <= target) if right else (v < target))
+            lo = np.where(go_right, mid + 1, lo)
+            hi = np.where(active & ~go_right, mid, hi)
+
+    def _verify_candidates(self, arr: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                           tracks: np.ndarray) -> np.ndarray:
+        """Stage 2: the rows of runs ``[lo, hi)`` that belong to the candidate track indices ``tracks``.
+
+        Cost: (runs x candidates) bisections, which grows with the log of the catalogue,
+        not with it.
+        """
+        if lo.size == 0 or tracks.size == 0:
+            return arr[:0]
+        n_c = tracks.size
+        plo, phi = np.repeat(lo, n_c), np.repeat(hi, n_c)
+        tgt = np.tile(tracks.astype(np.int64), lo.size)
+        kcol = arr["k"]
+        first = self._bisect_tracks(kcol, plo, phi, tgt, right=False)
+        last = self._bisect_tracks(kcol, first, phi, tgt, right=True)
+        return self._gather(arr, first, last)
+
+    def _match_snapshot(self, qh: np.ndarray, qt: np.ndarray, arr: np.ndarray, keys: np.ndarray,
+                        top_k: int) -> list[FingerprintMatch]:
+        """Two-stage lookup: score the rarest hashes' rows, then verify the best tracks with every hash.
+
+        Stage 1 scores the rows of the rarest hashes that fit :attr:`max_candidates` (all of
+        them when they fit: then this is the plain offset histogram).  Stage 2 fetches, for
+        the :data:`VERIFY_TRACKS` best tracks of stage 1 only, their rows of the hashes
+        stage 1 left out, and scores those tracks again with all their rows: the right track
+        gets back every aligned vote, and the best other candidate, scored the same way, is
+        its chance level, at a cost that no longer grows with the catalogue
+        (docs/identification.md).
+        """
+        lo, hi = self._runs(qh, arr)
+        keep = self._budget_split(lo, hi)
+        rows = self._gather(arr, lo[keep], hi[keep])
+        if not keep.all() and rows.size:
+            first = score_candidates(qh, qt, rows["h"].astype(np.int64), rows["k"].astype(np.int64),
+                                     rows["t"].astype(np.int64), VERIFY_TRACKS)
+            cands = np.array([m.track_key for m in first], np.int64)  # snapshot track indices here
+            extra = self._verify_candidates(arr, lo[~keep], hi[~keep], cands)
+            # only the candidates are scored again: their own runner-up is the chance level now
+            rows = np.concatenate([rows[np.isin(rows["k"], cands)], extra])
+        return score_candidates(qh, qt, rows["h"].astype(np.int64), keys[rows["k"].astype(np.int64)],
+                                rows["t"].astype(np.int64), top_k)
 
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All DB rows ``(hash, track_key, t)`` whose hash is in ``hashes``."""
@@ -507,7 +649,9 @@ class FingerprintIndex:
             return []
         try:
             snap = self._load_snapshot()
-            rh, rtr, rt = self._lookup_snapshot(qh, *snap) if snap is not None else self.lookup(qh)
+            if snap is not None:
+                return self._match_snapshot(qh, qt, snap[0], snap[1], top_k)
+            rh, rtr, rt = self.lookup(qh)
         except sqlite3.Error as exc:
             raise StoreError(f"fingerprint lookup failed: {exc}") from exc
         return score_candidates(qh, qt, rh, rtr, rt, top_k)

@@ -89,9 +89,11 @@ def results(inp: Inputs, run: QueryRun, kinds: list[str]) -> dict[str, dict[str,
 
 
 def what_if(inp: Inputs, run: QueryRun, kinds: list[str], figures: dict[str, Any]) -> dict[str, Any]:
-    """What the service would *say* from the fingerprint alone (its threshold applied), per kind."""
+    """What the uncalibrated rule would *say* from the fingerprint alone (its margin applied), per kind."""
+    from engine.identify import SAFE_MARGIN_CONFIDENCE
+
     out: dict[str, Any] = {}
-    thr = inp.settings.identify_threshold
+    thr = SAFE_MARGIN_CONFIDENCE
     if "fingerprint" in figures:
         for kind in kinds:
             ok = [row.get("fp_conf", 0.0) >= thr and row.get("fp_top") == q.track_id

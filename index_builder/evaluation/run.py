@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.identify import SEGMENT_CANDIDATES
+from engine.identify import SEGMENT_CANDIDATES, Calibration
 
 from . import BASELINE, COMBINED
 from .baseline import mfcc_stats
@@ -38,6 +38,9 @@ class QueryRun:
     lat: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # config -> ms per query
     decode_ms: list[float] = field(default_factory=list)
     mfcc: list[np.ndarray] = field(default_factory=list)  # the baseline's statistics per query
+    #: the combined rule's calibration: None = the safe rule.  A calibration belongs to one
+    #: catalogue, and eval's corpus index is not the data directory's (``service_path`` is).
+    calibration: Calibration | None = None
 
 
 @dataclass
@@ -114,8 +117,8 @@ def _combined(row: dict[str, Any], fp_matches: list[Any], v: _Votes, emb: dict[s
         if comb not in configs or src not in v.votes:
             continue
         t0 = time.perf_counter()
-        decision = service_decision(fp_matches, v.votes[src], len(v.segments[src][1]),
-                                    threshold=settings.identify_threshold, trained=emb[src].head.trained)
+        decision = service_decision(fp_matches, v.votes[src], len(v.segments[src][1]), row["seconds"],
+                                    threshold=settings.identify_threshold, calibration=run.calibration)
         run.rank[comb].append(combined_ranking(decision, fp_matches, v.votes[src]))
         run.lat[comb].append(run.lat["fingerprint"][-1] + run.lat[src][-1] + (time.perf_counter() - t0) * 1000)
         row[f"{comb}_answer"] = items[decision].track_id if decision is not None else None
@@ -125,7 +128,8 @@ def _one_query(q: Query, samples: np.ndarray, items: list, emb: dict[str, EmbedC
                seg_tables: dict[str, SegTable], fp_index, settings, configs: list[str],
                first_seconds: float | None, run: QueryRun) -> dict[str, Any]:
     """Every configuration on one decoded query; its row of details."""
-    row: dict[str, Any] = {"query": str(q.path.name), "kind": q.kind, "truth": q.track_id}
+    row: dict[str, Any] = {"query": str(q.path.name), "kind": q.kind, "truth": q.track_id,
+                           "seconds": round(len(samples) / SR, 2)}
     fp_matches: list[Any] = []
     if fp_index is not None:
         t0 = time.perf_counter()

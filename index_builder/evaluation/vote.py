@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.identify import MIN_VOTE_SEGMENTS, Vote, decide, segment_vote
+from engine.identify import MIN_VOTE_SEGMENTS, Calibration, Evidence, Vote, decide, segment_vote
 from engine.store import SegmentHit
 
 
@@ -39,16 +39,18 @@ def vote_ranking(q_segs: np.ndarray, q_times: np.ndarray, cat_segs: np.ndarray, 
     return segment_vote(exact_segment_hits(q_segs, cat_segs, cat_owner, cat_times, candidates), q_times, bin_s)
 
 
-def service_decision(fp: Sequence[Any], votes: Sequence[Vote], n_segments: int, *, threshold: float,
-                     trained: bool) -> int | None:
+def service_decision(fp: Sequence[Any], votes: Sequence[Vote], n_segments: int, seconds: float, *,
+                     threshold: float, calibration: Calibration | None) -> int | None:
     """What the service answers (a track index, or None): :func:`engine.identify.decide`.
 
     ``fp``: the landmark matches, best first; ``votes``: :func:`vote_ranking` of the
     query's ``n_segments`` segment vectors (the service votes only from
-    ``MIN_VOTE_SEGMENTS`` on); ``trained``: whether the head is a trained one.
+    ``MIN_VOTE_SEGMENTS`` on); ``seconds``: the query's length; ``calibration``: the
+    eval catalogue's own (``QueryRun.calibration``), or None for the safe rule.
     """
     votes = votes if n_segments >= MIN_VOTE_SEGMENTS else []
-    decision = decide(fp[0] if fp else None, votes, threshold=threshold, head_trained=trained)
+    ev = Evidence(tuple(fp), tuple(votes), n_segments if votes else 0, seconds)
+    decision = decide(ev, calibration, threshold=threshold)
     return None if decision is None else int(decision.track_key)
 
 

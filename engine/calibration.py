@@ -1,0 +1,134 @@
+"""The identification calibration on disk: one JSON file beside the index, checked when read.
+
+``<data_dir>/identify_calibration.json`` is written by ``index_builder.calibrate`` at the
+end of a build (atomically, :mod:`engine.fileio`) and read by every query process.
+What it holds is an :class:`engine.identify.Calibration` (a logistic model of the
+evidence) plus where it came from.  A calibration is only used when it fits the index it
+is read with; otherwise identification falls back to the conservative uncalibrated rule
+(:func:`engine.identify.safe_rule`), and :func:`load_calibration` says why in one sentence
+that ``about`` shows:
+
+* no file: the catalogue was too small to calibrate, or the index predates calibration;
+* a file that is not valid JSON or lacks a field (half-written by hand, truncated copy);
+* another landmark version, or another embedding model, than the index's;
+* a catalogue that has grown past twice the size it was calibrated at (the chance level
+  of a wrong match grows with the catalogue; rebuild or ``synesthete-index calibrate``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .fileio import atomic_write_text
+from .identify import FEATURES, Calibration
+
+log = logging.getLogger(__name__)
+
+#: Bumped when the file's layout or the meaning of :data:`engine.identify.FEATURES` changes.
+CALIBRATION_VERSION = 3
+#: A calibration stops applying once the catalogue has grown past this factor of its size.
+MAX_GROWTH = 2.0
+
+
+@dataclass(frozen=True)
+class CalibrationStatus:
+    """What was loaded (None: the safe rule answers) and one sentence for ``about`` and the log."""
+
+    calibration: Calibration | None
+    message: str
+
+    def about(self) -> dict[str, Any]:
+        c = self.calibration
+        out: dict[str, Any] = {"calibrated": c is not None, "status": self.message}
+        if c is not None:
+            out.update({k: c.info[k] for k in ("tracks", "queries", "fitted_at", "measured") if k in c.info})
+        return out
+
+
+def calibration_to_dict(c: Calibration) -> dict[str, Any]:
+    return {"version": CALIBRATION_VERSION, "features": list(c.features), "weights": list(c.weights),
+            "bias": c.bias, "mean": list(c.mean), "scale": list(c.scale), "iso_x": list(c.iso_x),
+            "iso_y": list(c.iso_y), "info": c.info}
+
+
+def save_calibration(path: Path, c: Calibration) -> None:
+    """Write atomically: a reader sees the old calibration or the new one, never half of it."""
+    atomic_write_text(path, json.dumps(calibration_to_dict(c), indent=1, sort_keys=True) + "\n")
+
+
+def calibration_from_dict(d: dict[str, Any]) -> Calibration:
+    """Raises ValueError (with what is wrong) for anything but a whole, finite calibration."""
+    if not isinstance(d, dict) or d.get("version") != CALIBRATION_VERSION:
+        raise ValueError(f"calibration version {d.get('version') if isinstance(d, dict) else None!r}, "
+                         f"this engine reads {CALIBRATION_VERSION}")
+    if tuple(d.get("features", ())) != FEATURES:
+        raise ValueError("calibration features differ from this engine's")
+    n = len(FEATURES)
+    vecs = {}
+    for key in ("weights", "mean", "scale"):
+        v = d.get(key)
+        if not isinstance(v, list) or len(v) != n or not all(isinstance(x, int | float) and math.isfinite(x) for x in v):
+            raise ValueError(f"calibration field {key!r} is not {n} finite numbers")
+        vecs[key] = tuple(float(x) for x in v)
+    if any(s <= 0 for s in vecs["scale"]):
+        raise ValueError("calibration scale must be positive")
+    bias = d.get("bias")
+    if not isinstance(bias, int | float) or not math.isfinite(bias):
+        raise ValueError("calibration bias is not a finite number")
+    iso_x, iso_y = d.get("iso_x", []), d.get("iso_y", [])
+    if not (isinstance(iso_x, list) and isinstance(iso_y, list) and len(iso_x) == len(iso_y)
+            and all(isinstance(v, int | float) and math.isfinite(v) for v in iso_x + iso_y)
+            and all(a <= b for a, b in zip(iso_x, iso_x[1:])) and all(a <= b for a, b in zip(iso_y, iso_y[1:]))
+            and all(0.0 <= v <= 1.0 for v in iso_y)):
+        raise ValueError("calibration map (iso_x, iso_y) is not two increasing lists of the same length")
+    info = d.get("info") if isinstance(d.get("info"), dict) else {}
+    return Calibration(vecs["weights"], float(bias), vecs["mean"], vecs["scale"], FEATURES, info,
+                       tuple(float(v) for v in iso_x), tuple(float(v) for v in iso_y))
+
+
+def load_calibration(path: Path, *, landmark_version: int, model_id: str | None, n_tracks: int) -> CalibrationStatus:
+    """The calibration at ``path`` if it fits this index (``n_tracks`` fingerprinted), else why not.
+
+    Never raises for a bad file: identification goes on with the safe rule, and the
+    reason is logged (WARNING for a damaged or mismatched file, INFO for none).
+    """
+    safe = "uncalibrated: the safe rule answers (landmark margin >= 0.5 only)"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        msg = f"{safe}; no calibration (a catalogue too small to calibrate, or an index built before calibration)"
+        log.info("identification %s", msg)
+        return CalibrationStatus(None, msg)
+    except OSError as exc:
+        return _refused(f"{safe}; the calibration file cannot be read ({exc.strerror or exc})")
+    except UnicodeDecodeError:
+        return _refused(f"{safe}; the calibration file is damaged (not text): run `synesthete-index calibrate`")
+    try:
+        c = calibration_from_dict(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        return _refused(f"{safe}; the calibration file is damaged ({exc}): run `synesthete-index calibrate`")
+    info = c.info
+    if info.get("landmark_version") != landmark_version:
+        return _refused(f"{safe}; the calibration is for landmark version {info.get('landmark_version')}, "
+                        f"the index uses {landmark_version}: run `synesthete-index calibrate`")
+    if model_id is not None and info.get("model_id") not in (None, model_id):
+        return _refused(f"{safe}; the calibration was fitted with another model: run `synesthete-index calibrate`")
+    fitted = int(info.get("tracks", 0) or 0)
+    if fitted <= 0 or n_tracks > MAX_GROWTH * fitted:
+        return _refused(f"{safe}; the catalogue has {n_tracks} fingerprinted tracks, the calibration was fitted "
+                        f"at {fitted}: run `synesthete-index calibrate`")
+    return CalibrationStatus(c, f"calibrated on {info.get('queries', '?')} degraded self-queries of {fitted} tracks")
+
+
+def _refused(msg: str) -> CalibrationStatus:
+    log.warning("identification %s", msg)
+    return CalibrationStatus(None, msg)
+
+
+__all__ = ["CALIBRATION_VERSION", "CalibrationStatus", "calibration_from_dict", "calibration_to_dict",
+           "load_calibration", "save_calibration"]
