@@ -61,6 +61,11 @@ def save_calibration(path: Path, c: Calibration) -> None:
     atomic_write_text(path, json.dumps(calibration_to_dict(c), indent=1, sort_keys=True) + "\n")
 
 
+def _number(x: Any) -> bool:
+    """A finite JSON number (not a bool, which Python counts as an int)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def calibration_from_dict(d: dict[str, Any]) -> Calibration:
     """Raises ValueError (with what is wrong) for anything but a whole, finite calibration."""
     if not isinstance(d, dict) or d.get("version") != CALIBRATION_VERSION:
@@ -72,17 +77,17 @@ def calibration_from_dict(d: dict[str, Any]) -> Calibration:
     vecs = {}
     for key in ("weights", "mean", "scale"):
         v = d.get(key)
-        if not isinstance(v, list) or len(v) != n or not all(isinstance(x, int | float) and math.isfinite(x) for x in v):
+        if not isinstance(v, list) or len(v) != n or not all(_number(x) for x in v):
             raise ValueError(f"calibration field {key!r} is not {n} finite numbers")
         vecs[key] = tuple(float(x) for x in v)
     if any(s <= 0 for s in vecs["scale"]):
         raise ValueError("calibration scale must be positive")
     bias = d.get("bias")
-    if not isinstance(bias, int | float) or not math.isfinite(bias):
+    if not _number(bias):
         raise ValueError("calibration bias is not a finite number")
     iso_x, iso_y = d.get("iso_x", []), d.get("iso_y", [])
     if not (isinstance(iso_x, list) and isinstance(iso_y, list) and len(iso_x) == len(iso_y)
-            and all(isinstance(v, int | float) and math.isfinite(v) for v in iso_x + iso_y)
+            and all(_number(v) for v in iso_x + iso_y)
             and all(a <= b for a, b in zip(iso_x, iso_x[1:])) and all(a <= b for a, b in zip(iso_y, iso_y[1:]))
             and all(0.0 <= v <= 1.0 for v in iso_y)):
         raise ValueError("calibration map (iso_x, iso_y) is not two increasing lists of the same length")
@@ -91,7 +96,8 @@ def calibration_from_dict(d: dict[str, Any]) -> Calibration:
                        tuple(float(v) for v in iso_x), tuple(float(v) for v in iso_y))
 
 
-def load_calibration(path: Path, *, landmark_version: int, model_id: str | None, n_tracks: int) -> CalibrationStatus:
+def load_calibration(path: Path, *, landmark_version: int, model_id: str | None, n_tracks: int,
+                     lookup: str | None = None) -> CalibrationStatus:
     """The calibration at ``path`` if it fits this index (``n_tracks`` fingerprinted), else why not.
 
     Never raises for a bad file: identification goes on with the safe rule, and the
@@ -112,14 +118,25 @@ def load_calibration(path: Path, *, landmark_version: int, model_id: str | None,
         c = calibration_from_dict(json.loads(text))
     except (ValueError, TypeError) as exc:
         return _refused(f"{safe}; the calibration file is damaged ({exc}): run `synesthete-index calibrate`")
+    return _fits(c, safe, landmark_version=landmark_version, model_id=model_id, n_tracks=n_tracks, lookup=lookup)
+
+
+def _fits(c: Calibration, safe: str, *, landmark_version: int, model_id: str | None, n_tracks: int,
+          lookup: str | None) -> CalibrationStatus:
+    """The loaded calibration if it belongs to this index, else the safe rule and why."""
     info = c.info
+    if lookup is not None and info.get("lookup") not in (None, lookup):
+        return _refused(f"{safe}; the calibration was fitted on another landmark lookup ({info.get('lookup')}; "
+                        f"this index uses {lookup}): run `synesthete-index calibrate`")
     if info.get("landmark_version") != landmark_version:
         return _refused(f"{safe}; the calibration is for landmark version {info.get('landmark_version')}, "
                         f"the index uses {landmark_version}: run `synesthete-index calibrate`")
     if model_id is not None and info.get("model_id") not in (None, model_id):
         return _refused(f"{safe}; the calibration was fitted with another model: run `synesthete-index calibrate`")
-    fitted = int(info.get("tracks", 0) or 0)
-    if fitted <= 0 or n_tracks > MAX_GROWTH * fitted:
+    fitted = info.get("tracks")
+    if not isinstance(fitted, int) or isinstance(fitted, bool) or fitted <= 0:
+        return _refused(f"{safe}; the calibration file is damaged (no track count): run `synesthete-index calibrate`")
+    if n_tracks > MAX_GROWTH * fitted:
         return _refused(f"{safe}; the catalogue has {n_tracks} fingerprinted tracks, the calibration was fitted "
                         f"at {fitted}: run `synesthete-index calibrate`")
     return CalibrationStatus(c, f"calibrated on {info.get('queries', '?')} degraded self-queries of {fitted} tracks")

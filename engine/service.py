@@ -173,12 +173,21 @@ class SynestheteService:
 
     def load_calibration(self) -> CalibrationStatus:
         """(Re)read the identification calibration; :mod:`engine.calibration` says when it is not used."""
+        from .fingerprint.backends import lookup_id
         from .fingerprint.landmarks import LANDMARK_VERSION
 
+        path = self.settings.identify_calibration_path
+        self._calibration_stamp = _file_stamp(path)
         # the indexed count (marks: vectors AND landmarks written), cheap on any backend
         n = self.catalogue.count(indexed_only=True) if self.fingerprints is not None else 0
-        self.calibration = load_calibration(self.settings.identify_calibration_path,
-                                            landmark_version=LANDMARK_VERSION, model_id=self.model_id, n_tracks=n)
+        self.calibration = load_calibration(path, landmark_version=LANDMARK_VERSION, model_id=self.model_id,
+                                            n_tracks=n, lookup=lookup_id(self.settings))
+        return self.calibration
+
+    def current_calibration(self) -> CalibrationStatus:
+        """The calibration, re-read when a build or ``calibrate`` replaced the file (a stat per query)."""
+        if _file_stamp(self.settings.identify_calibration_path) != self._calibration_stamp:
+            self.load_calibration()
         return self.calibration
 
     def close(self) -> None:
@@ -299,7 +308,7 @@ class SynestheteService:
             "model_id": self.model_id,
             "backbone": self.embedder.backbone.name,
             "head_trained": self.embedder.head.trained,
-            "identification": self.calibration.about(),
+            "identification": self.current_calibration().about(),
             "similarity": similarity_about(self.similarity),
             "index_built": self.catalogue.get_meta("built_at"),
             "milvus": "milvus-lite" if self.store.is_lite else self.store.uri,
@@ -361,7 +370,8 @@ class SynestheteService:
 
     def _identify(self, obs: Observations) -> Identification | None:
         """The service's answer to "which song is it?" (:func:`engine.identify.decide`) as a catalogue track."""
-        decision = decide(evidence(obs), self.calibration.calibration, threshold=self.settings.identify_threshold)
+        decision = decide(evidence(obs), self.current_calibration().calibration,
+                          threshold=self.settings.identify_threshold)
         if decision is None:
             return None
         track = self.catalogue.get_many([decision.track_key]).get(decision.track_key)
@@ -484,6 +494,15 @@ def match_scale_of(enc):
     except ValueError:
         log.warning("the similarity model's match scale is unreadable; answers show no match level")
         return None
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime ns, size) of a file, None when absent: enough to notice an atomic replacement."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def similarity_about(enc) -> dict[str, Any]:

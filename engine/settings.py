@@ -53,7 +53,7 @@ _MINIMUM: dict[str, float] = {
 BOT_MAX_ATTACHMENT_CEILING = 100 * 1024 * 1024
 #: Upper bounds (inclusive).
 _MAXIMUM: dict[str, float] = {
-    "identify_threshold": 1.0, "web_live_stop_confidence": 1.0, "speed_tolerance_pct": 10.0,
+    "identify_threshold": 0.999, "web_live_stop_confidence": 1.0, "speed_tolerance_pct": 10.0,
     "bot_metrics_port": 65535, "web_port": 65535, "bot_max_attachment_bytes": BOT_MAX_ATTACHMENT_CEILING,
 }
 

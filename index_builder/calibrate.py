@@ -10,8 +10,9 @@ the recording (length, noise).  So the build ends by *measuring* it here:
    track's first :data:`SOURCE_S` seconds; most are phone-degraded exactly as the head's
    training views are (``index_builder.augment.phone_degrade``: room, noise, phone
    band, level drift, an Opus voice-message codec), a quarter are clean;
-2. each goes through the service's own evidence path (:meth:`SynestheteService.observe`:
-   landmark candidates + nearest catalogue segments, two per segment);
+2. each goes through the service's own evidence path (``landmark_candidates`` with its speed
+   variants, then :meth:`SynestheteService.observe`: landmark candidates + nearest catalogue
+   segments, :data:`HITS_PER_SEGMENT` per segment);
 3. every candidate the rule could name (:func:`engine.identify.candidates`) becomes one
    row: its :func:`~engine.identify.candidate_features` and whether it is the recorded
    song.  The same query *with its song removed from the catalogue*
@@ -54,8 +55,9 @@ QUERY_BUDGET = 400
 KINDS: tuple[tuple[str, float], ...] = (("phone", 10.0), ("phone", 5.0), ("clean", 8.0), ("phone", 3.0))
 #: Excerpts come from the first this many seconds of a track (one short decode per track).
 SOURCE_S = 90.0
-#: Candidate segments fetched per query segment (the second stands in when the first's track is removed).
-HITS_PER_SEGMENT = 2
+#: Candidate segments fetched per query segment: when the recorded song is removed, the first hit
+#: of another track votes instead (a query segment's nearest few are often all of its own song).
+HITS_PER_SEGMENT = 5
 #: A candidate whose aligned landmark votes are this far beyond the chance level (-log10 of
 #: the chance probability) and at least ``SHARED_AUDIO_MIN`` holds the same audio (:func:`shares_audio`).
 SHARED_AUDIO_SURPRISE = 4.0
@@ -233,9 +235,9 @@ def held_out(queries: list[SelfQuery], threshold: float, seed: int = 0) -> dict[
             for kind, (n, r, w, u, s_) in sorted(counts.items()) if n}
 
 
-def data_signature(keys: list[int], model_id: str, landmark_version: int) -> str:
-    """Which index a calibration belongs to: the fingerprinted tracks, the model, the landmark version."""
-    h = hashlib.sha256(f"{model_id}|fp{landmark_version}|".encode())
+def data_signature(keys: list[int], model_id: str, landmark_version: int, lookup: str) -> str:
+    """Which index a calibration belongs to: the fingerprinted tracks, the model, the landmark version and lookup."""
+    h = hashlib.sha256(f"{model_id}|fp{landmark_version}|{lookup}|".encode())
     h.update(np.asarray(sorted(keys), dtype=np.int64).tobytes())
     return h.hexdigest()[:16]
 
@@ -287,7 +289,7 @@ def collect(service: Any, tracks: list[tuple[int, str]], budget: int, rng: np.ra
             d = _view(service, source, sr, kind, rng)
             if d is None:
                 continue
-            fp = service.landmark_candidates(d, speeds=False)
+            fp = service.landmark_candidates(d)  # with speed variants, as the service does
             emb = service.embedder.embed(d.samples, service.settings.query_hop_s)
             out.append(SelfQuery(key, f"{kind[0]}{kind[1]:g}", service.observe(d, fp, emb, HITS_PER_SEGMENT)))
     return out
@@ -317,6 +319,7 @@ def run_calibration(settings: Any, *, embedder: Any = None, budget: int = QUERY_
     what opening the service raises (StoreError and kin); a failed fit leaves the old file.
     """
     from engine.calibration import save_calibration
+    from engine.fingerprint.backends import lookup_id
     from engine.fingerprint.landmarks import LANDMARK_VERSION
     from engine.service import SynestheteService
 
@@ -325,7 +328,8 @@ def run_calibration(settings: Any, *, embedder: Any = None, budget: int = QUERY_
     service = SynestheteService(settings, embedder=embedder, read_only=True)
     try:
         tracks = _calibration_tracks(service)
-        sig = data_signature([k for k, _ in tracks], service.model_id, LANDMARK_VERSION)
+        lookup = lookup_id(settings)
+        sig = data_signature([k for k, _ in tracks], service.model_id, LANDMARK_VERSION, lookup)
         current = service.calibration.calibration  # what queries would use now (the service loaded it)
         if not force and current is not None and current.info.get("data") == sig:
             return CalibrationResult("unchanged", len(tracks), int(current.info.get("queries", 0)),
@@ -335,7 +339,7 @@ def run_calibration(settings: Any, *, embedder: Any = None, budget: int = QUERY_
         queries = collect(service, tracks, budget, np.random.default_rng(seed))
         measured = held_out(queries, settings.identify_threshold, seed)
         x, y, groups = design(queries)
-        info = {"tracks": len(tracks), "queries": len(queries), "rows": int(len(y)), "data": sig,
+        info = {"tracks": len(tracks), "queries": len(queries), "rows": int(len(y)), "data": sig, "lookup": lookup,
                 "model_id": service.model_id, "landmark_version": LANDMARK_VERSION,
                 "threshold": settings.identify_threshold, "measured": measured,
                 "fitted_at": datetime.now(UTC).isoformat(timespec="seconds")}

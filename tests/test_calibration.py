@@ -89,7 +89,7 @@ def test_a_saved_calibration_reads_back_and_about_says_so(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not json", "nan weight", "missing bias", "other features",
-                                    "zero scale", "a list"])
+                                    "zero scale", "a list", "tracks not a count", "a bool weight"])
 def test_a_damaged_calibration_falls_back_to_the_safe_rule(tmp_path: Path, damage: str,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     path = _saved(tmp_path)
@@ -110,11 +110,26 @@ def test_a_damaged_calibration_falls_back_to_the_safe_rule(tmp_path: Path, damag
             d["scale"][2] = 0.0
         elif damage == "a list":
             d = [d]
+        elif damage == "tracks not a count":  # found in review: this raised out of the service's start
+            d["info"]["tracks"] = "many"
+        elif damage == "a bool weight":
+            d["weights"][1] = True
         path.write_text(json.dumps(d))
     st = load_calibration(path, landmark_version=LANDMARK_VERSION, model_id="m1", n_tracks=40)
     assert st.calibration is None
     assert "safe rule" in st.message and "synesthete-index calibrate" in st.message
     assert any("identification uncalibrated" in r.getMessage() for r in caplog.records)
+
+
+def test_a_calibration_of_another_landmark_lookup_is_not_used(tmp_path: Path) -> None:
+    """Found in review: Milvus verifies 32 windows, SQLite a budget of rows; their chance levels differ."""
+    path = _saved(tmp_path, lookup="sqlite/budget250000/verify8")
+    ok = load_calibration(path, landmark_version=LANDMARK_VERSION, model_id="m1", n_tracks=40,
+                          lookup="sqlite/budget250000/verify8")
+    assert ok.calibration is not None
+    other = load_calibration(path, landmark_version=LANDMARK_VERSION, model_id="m1", n_tracks=40,
+                             lookup="milvus/window312/windows32")
+    assert other.calibration is None and "another landmark lookup" in other.message
 
 
 def test_a_calibration_that_does_not_fit_the_index_is_not_used(tmp_path: Path) -> None:

@@ -384,3 +384,15 @@ def test_a_missing_snapshot_still_gives_the_right_answer_and_says_so(tracks: dic
     said = [r.getMessage() for r in caplog.records if "snapshot" in r.getMessage()]
     assert len(said) == 1 and "synesthete-index build" in said[0]  # once, with what to do
     ro.close()
+
+
+def test_a_budget_under_the_rarest_posting_list_still_answers(tracks: dict[int, np.ndarray], tmp_path: Path) -> None:
+    """Found in review: with every hash over budget, stage 1 kept nothing and the match was empty."""
+    idx = FingerprintIndex(tmp_path / "fp.sqlite")
+    for key in list(tracks)[:4]:
+        idx.add_track(key, tracks[key], SR)
+    idx.write_snapshot()
+    idx.close()
+    tiny = FingerprintIndex(tmp_path / "fp.sqlite", read_only=True, max_candidates=1)
+    assert tiny.match(tracks[102][SR * 3: SR * 11], SR)[0].track_key == 102
+    tiny.close()

@@ -39,3 +39,19 @@ def open_fingerprints(settings: Any, store: VectorStore, *, read_only: bool, for
         return None
     return FingerprintIndex(path, read_only=read_only, max_candidates=settings.fingerprint_max_candidates,
                             reset_if_stale=for_build)
+
+
+def lookup_id(settings: Any) -> str:
+    """What shapes the landmark scores a calibration was fitted on: the backend and its lookup knobs.
+
+    A calibration fitted on one lookup does not apply to another: the Milvus backend verifies
+    32 windows and the SQLite one a budget's worth of rows, so their runner-up scores (the
+    chance level the calibration reads) differ.
+    """
+    if settings.fingerprint_backend == "milvus":
+        from engine.fingerprint.milvus_index import CANDIDATE_WINDOWS, WINDOW_FRAMES
+
+        return f"milvus/window{WINDOW_FRAMES}/windows{CANDIDATE_WINDOWS}"
+    from engine.fingerprint.index import VERIFY_TRACKS
+
+    return f"sqlite/budget{settings.fingerprint_max_candidates}/verify{VERIFY_TRACKS}"

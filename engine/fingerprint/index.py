@@ -57,12 +57,12 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 #: Tracks the two-stage lookup verifies with every query hash (see ``_match_snapshot``).
 VERIFY_TRACKS = 8
+#: SQLite's default limit on bound parameters is 32766; stay well below it.
+_IN_CHUNK = 20000
 
 
 class StaleIndexError(StoreError):
     """The index was made by another landmark version (its hashes mean something else)."""
-#: SQLite's default limit on bound parameters is 32766; stay well below it.
-_IN_CHUNK = 20000
 
 
 #: One row of the read snapshot: hash, index into the snapshot's sorted track keys, frame time.
@@ -527,6 +527,7 @@ class FingerprintIndex:
             order = np.argsort(cnt, kind="stable")
             keep[:] = False
             keep[order[np.cumsum(cnt[order]) <= self.max_candidates]] = True
+            keep[order[0]] = True  # even a budget under the rarest posting list scores something
         return keep
 
     @staticmethod
@@ -617,7 +618,7 @@ class FingerprintIndex:
         rows = self._gather(arr, lo[keep], hi[keep])
         if not keep.all() and rows.size:
             first = score_candidates(qh, qt, rows["h"].astype(np.int64), rows["k"].astype(np.int64),
-                                     rows["t"].astype(np.int64), VERIFY_TRACKS)
+                                     rows["t"].astype(np.int64), max(VERIFY_TRACKS, top_k))
             cands = np.array([m.track_key for m in first], np.int64)  # snapshot track indices here
             extra = self._verify_candidates(arr, lo[~keep], hi[~keep], cands)
             # only the candidates are scored again: their own runner-up is the chance level now

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any
 
 import numpy as np
@@ -52,6 +51,10 @@ MAX_LANDMARKS = 4096
 #: ``hash << TIME_BITS | frame within the window``.
 TIME_BITS = 16
 LAYOUT_PROPERTY = "synesthete.landmarks"
+#: The first search after loading may build the sparse index (milvus-lite): it may take this long (s).
+WARM_UP_TIMEOUT_S = 3600.0
+#: Window rows per insert call (~20 KB each).
+INSERT_CHUNK = 200
 
 
 def window_rows(track_key: int, hashes: np.ndarray, times: np.ndarray) -> list[dict[str, Any]]:
@@ -100,7 +103,7 @@ class MilvusFingerprintIndex:
         self.uri = store.uri
         self.name = f"{prefix}_landmarks"
         self.read_only = read_only
-        self._lock = threading.RLock()
+        self._lock = store._lock  # one client, one lock: the store's calls and ours never interleave
         self._open(reset_if_stale)
 
     # milvus_call's retry and message need these of the store it wraps
@@ -136,6 +139,20 @@ class MilvusFingerprintIndex:
                 raise StoreError(f"there is no landmark collection {self.name} in {self.uri}: build the index first")
             self._create()
         c.load_collection(self.name)
+        if self.read_only:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """One search with a long timeout, so the first real query does not pay for the index build.
+
+        milvus-lite builds a sparse index lazily on the first search after loading: 417 s at
+        10k windows on 2 cores (docs/identification.md), far past a query's timeout.  A server
+        builds it at insert time, so this returns at once there.
+        """
+        log.info("loading the landmark collection %s (milvus-lite builds its sparse index on first use)", self.name)
+        with self._lock:
+            self._client.search(self.name, data=[{0: 1.0}], anns_field="hashes", limit=1, output_fields=["track_key"],
+                                search_params={"metric_type": "IP"}, timeout=WARM_UP_TIMEOUT_S)
 
     def _found_layout(self) -> dict:
         """The layout the collection was made with: its property, else its schema description."""
@@ -189,8 +206,8 @@ class MilvusFingerprintIndex:
         rows = window_rows(int(track_key), hashes, times)
         with self._lock:
             self._client.delete(self.name, filter=f"track_key == {int(track_key)}")
-            if rows:
-                self._client.insert(self.name, rows)
+            for i in range(0, len(rows), INSERT_CHUNK):  # a multi-hour file stays under gRPC's message size
+                self._client.insert(self.name, rows[i:i + INSERT_CHUNK])
         return int(sum(len(r["landmarks"]) for r in rows))
 
     def add_track(self, track_key: int, audio: np.ndarray, sr: int) -> int:
