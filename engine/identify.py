@@ -16,7 +16,8 @@ a conservative fixed rule answers (:func:`safe_rule`), and ``about`` says so.
 
 The service runs :func:`decide` on Milvus search results and ``synesthete-index eval``
 on exact numpy search, so what eval measures is the rule the service answers with, not
-a copy of it.  Nothing here does I/O.
+a copy of it (eval's corpus index has no calibration of its own, so it measures the safe
+rule; ``bench/identify_says.py`` measures the calibrated service).  Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -139,9 +140,22 @@ def evidence(obs: Observations, exclude: int | None = None) -> Evidence:
     vote when ``hits`` holds two candidates per segment (the next one votes instead).
     """
     matches = tuple(m for m in obs.matches if m.track_key != exclude)
+    if exclude is not None and matches and len(matches) < len(obs.matches):
+        matches = _rescored(matches)
     n = len(obs.query_times)
     votes = tuple(segment_vote(obs.hits, obs.query_times, obs.bin_s, exclude=exclude)) if n >= MIN_VOTE_SEGMENTS else ()
     return Evidence(matches, votes, n if votes else 0, float(obs.seconds))
+
+
+def _rescored(matches: tuple[FingerprintLike, ...]) -> tuple[FingerprintLike, ...]:
+    """The margin confidences as the index would give them for these candidates (only the best has one)."""
+    import dataclasses
+
+    from engine.fingerprint.index import confidence
+
+    best, rest = matches[0], matches[1:]
+    conf = confidence(int(best.score), int(rest[0].score) if rest else 0)
+    return (dataclasses.replace(best, confidence=conf), *(dataclasses.replace(m, confidence=0.0) for m in rest))
 
 
 def segment_vote(hits: Sequence[Sequence[SegmentHitLike]], query_times: np.ndarray, bin_s: float,

@@ -42,6 +42,7 @@ _MINIMUM: dict[str, float] = {
     "similarity_dba_k": 0, "torch_threads": 0, "max_upload_bytes": 1, "max_query_seconds": 1.0,
     "max_track_seconds": 1.0, "min_signal_seconds": 0.0, "decode_timeout_s": 0.1, "top_k": 1,
     "answers_per_artist": 0, "identify_threshold": 0.0, "fingerprint_max_candidates": 0,
+    "identify_calibration_queries": 0,
     "speed_tolerance_pct": 0.0, "workers": 1, "query_timeout_s": 0.1, "bot_max_attachments": 1,
     "bot_max_attachment_bytes": 1, "bot_download_timeout_s": 0.1, "bot_user_cooldown_rate": 1,
     "bot_user_cooldown_per_s": 0.0, "bot_guild_concurrency": 1, "bot_answer_ttl_s": 0.0, "bot_shard_count": 0, "bot_metrics_port": -1, "web_port": 1,
@@ -53,7 +54,7 @@ _MINIMUM: dict[str, float] = {
 BOT_MAX_ATTACHMENT_CEILING = 100 * 1024 * 1024
 #: Upper bounds (inclusive).
 _MAXIMUM: dict[str, float] = {
-    "identify_threshold": 0.999, "web_live_stop_confidence": 1.0, "speed_tolerance_pct": 10.0,
+    "identify_threshold": 0.999, "identify_calibration_queries": 100_000, "web_live_stop_confidence": 1.0, "speed_tolerance_pct": 10.0,
     "bot_metrics_port": 65535, "web_port": 65535, "bot_max_attachment_bytes": BOT_MAX_ATTACHMENT_CEILING,
 }
 
@@ -121,6 +122,9 @@ class Settings:
     #: Least probability of being right (0..1) to say "sounds like", from the calibration the
     #: build fits (index_builder.calibrate).  Uncalibrated indexes use a fixed landmark margin instead.
     identify_threshold: float = 0.9
+    #: Self-queries the build's identification calibration makes (index_builder.calibrate; ~0.4 s
+    #: each on one core); 0 = no calibration, the fixed landmark-margin rule answers.
+    identify_calibration_queries: int = 400
     #: Where the landmark index lives: "sqlite" (one machine, fastest) or "milvus" (sparse
     #: vectors in the Milvus database, spreads over a cluster; needs Milvus 2.4+ or milvus-lite).
     fingerprint_backend: FingerprintBackend = "sqlite"

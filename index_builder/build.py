@@ -230,10 +230,14 @@ def _calibrate(settings: Settings, opts: BuildOptions, fingerprinted: int) -> di
     from .calibrate import MIN_TRACKS, run_calibration, too_small
     from .worker import load_factory
 
+    if settings.identify_calibration_queries == 0:
+        settings.identify_calibration_path.unlink(missing_ok=True)
+        return {"status": "disabled", "message": "SYNESTHETE_IDENTIFY_CALIBRATION_QUERIES=0: the safe rule answers"}
     if fingerprinted < MIN_TRACKS:
         return too_small(settings, fingerprinted).to_dict()
     try:
-        res = run_calibration(settings, embedder=load_factory(opts.embedder)(settings))
+        res = run_calibration(settings, embedder=load_factory(opts.embedder)(settings),
+                              budget=settings.identify_calibration_queries)
     except Exception as exc:  # noqa: BLE001 - the index is complete; say why it is uncalibrated
         log.error("identification calibration failed (%s); queries use the safe rule", exc, exc_info=True)
         return {"status": "failed", "message": f"calibration failed: {exc}"}

@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Fewer fingerprinted tracks than this: no calibration (too few wrong candidates to fit from).
 MIN_TRACKS = 30
-#: Self-queries per calibration, at most (about 0.3-0.5 s each on one core).
+#: Self-queries per calibration, at most (about 0.3-0.5 s each on one core); the build's comes
+#: from ``Settings.identify_calibration_queries`` (same default).
 QUERY_BUDGET = 400
 #: (view, seconds) of the self-queries, in turn: phone-like notes of several lengths, some clean.
 KINDS: tuple[tuple[str, float], ...] = (("phone", 10.0), ("phone", 5.0), ("clean", 8.0), ("phone", 3.0))
@@ -355,7 +356,8 @@ def run_calibration(settings: Any, *, embedder: Any = None, budget: int = QUERY_
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--queries", type=int, default=QUERY_BUDGET, help=f"self-queries (default {QUERY_BUDGET})")
+    p.add_argument("--queries", type=int, default=None,
+                   help="self-queries (default SYNESTHETE_IDENTIFY_CALIBRATION_QUERIES, 400)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the excerpts and degradations")
     p.add_argument("--force", action="store_true", help="refit even when the calibration is current")
 
@@ -367,7 +369,8 @@ def main(args: argparse.Namespace) -> int:
     from index_builder.runtime import settings_from_args
 
     settings = settings_from_args(args)
-    res = run_calibration(settings, budget=max(1, args.queries), seed=args.seed, force=args.force)
+    budget = args.queries if args.queries is not None else settings.identify_calibration_queries
+    res = run_calibration(settings, budget=max(1, budget), seed=args.seed, force=args.force)
     print(f"calibration: {res.status}: {res.message} ({res.seconds:.0f} s)")
     if res.measured:
         print(json.dumps(res.measured, indent=1))

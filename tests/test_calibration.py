@@ -186,3 +186,16 @@ def test_a_track_sharing_the_songs_audio_is_neither_right_nor_wrong() -> None:
     q = SelfQuery(1, "clean8", duplicate)
     x, y, groups = design([q])
     assert y.tolist() == [1]  # the song is right; once it is removed, its duplicate (the best left) gives no row
+
+
+def test_the_build_step_can_be_turned_off_and_skips_small_catalogues(tmp_path: Path) -> None:
+    """SYNESTHETE_IDENTIFY_CALIBRATION_QUERIES=0, or fewer than MIN_TRACKS: no model is loaded, an old file goes."""
+    from engine.settings import Settings
+    from index_builder.build import BuildOptions, _calibrate
+    from index_builder.calibrate import MIN_TRACKS
+
+    for settings, n, status in ((Settings(data_dir=tmp_path, identify_calibration_queries=0), 500, "disabled"),
+                                (Settings(data_dir=tmp_path), MIN_TRACKS - 1, "too_small")):
+        settings.identify_calibration_path.write_text("{}")
+        out = _calibrate(settings, BuildOptions(embedder="no.such:factory"), n)  # never loaded
+        assert out["status"] == status and not settings.identify_calibration_path.exists()

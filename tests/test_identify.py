@@ -180,6 +180,10 @@ def test_evidence_without_the_recorded_song_keeps_the_others_exactly():
     assert [m.track_key for m in known.matches] == [3, 5, 6] and known.votes[0].track_key == 3
     unknown = evidence(obs, exclude=3)
     assert [m.score for m in unknown.matches] == [8, 7]
+    # the new best gets the margin confidence the index would give it (the safe rule reads it)
+    from engine.fingerprint.index import confidence
+
+    assert unknown.matches[0].confidence == confidence(8, 7) and unknown.matches[1].confidence == 0.0
     assert unknown.votes[0] == Vote(6, 1.0, 9.0) and unknown.n_segments == 2
     one = Observations(obs.matches, obs.hits[:1], np.array([0.0]), 3.0, 10.0)
     assert evidence(one).votes == () and evidence(one).n_segments == 0

@@ -40,7 +40,7 @@ SCRIPTS = {
     ("SYNESTHETE_BACKBONE", "vgg", "use one of musicnn, openl3, logmel"),
     ("SYNESTHETE_SIMILARITY_METHOD", "pca", "use one of pooled, lda, off"),
     ("SYNESTHETE_WEB_TRUST_FORWARDED", "maybe", "must be true or false"),
-    ("SYNESTHETE_IDENTIFY_THRESHOLD", "1.5", "must be between 0 and 1"),
+    ("SYNESTHETE_IDENTIFY_THRESHOLD", "1.5", "must be between 0 and 0.999"),
     ("SYNESTHETE_ENGINE_URL", "engine:8080", "use http://host:port"),
 ])
 def test_a_bad_setting_is_one_line_and_exit_2_in_every_script(tmp_path, monkeypatch, capsys, script, key, value,

@@ -48,7 +48,8 @@ def built(tmp_path_factory) -> tuple[Settings, list[dict]]:
         w.writeheader()
         w.writerows(rows)
     cache = Path(__file__).resolve().parent.parent / ".pytest_cache" / "models"
-    settings = Settings(data_dir=root / "data", model_cache_dir=cache, workers=2)
+    settings = Settings(data_dir=root / "data", model_cache_dir=cache, workers=2,
+                        identify_calibration_queries=0)  # identification is not what this module tests
     report = run_build(settings, BuildOptions(csv=csv_path, audio=audio, not_spotify=True, workers=2))
     assert report.indexed == N_AUDIO
     assert report.similarity["unheard_placed"] == N_UNHEARD
