@@ -46,7 +46,12 @@ class CalibrationStatus:
         c = self.calibration
         out: dict[str, Any] = {"calibrated": c is not None, "status": self.message}
         if c is not None:
-            out.update({k: c.info[k] for k in ("tracks", "queries", "fitted_at", "measured") if k in c.info})
+            out.update({k: c.info[k] for k in ("tracks", "queries", "fitted_at") if k in c.info})
+            measured = c.info.get("measured")
+            if isinstance(measured, dict):  # one line a person can read: kind right/wrong/unknown on held-out tracks
+                out["held_out"] = "; ".join(
+                    f"{kind} right {m.get('says_right')} wrong {m.get('says_wrong')} unknown {m.get('says_unknown')}"
+                    for kind, m in sorted(measured.items()) if isinstance(m, dict))
         return out
 
 
