@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.audio import DecodedAudio, normalise_loudness, remove_rumble  # noqa: E402
+from engine.audio import from_samples  # noqa: E402
 from engine.identify import decide, evidence  # noqa: E402
 from engine.service import SynestheteService  # noqa: E402
 from engine.settings import Settings  # noqa: E402
@@ -45,12 +45,6 @@ def excerpt(path: str, sr: int, start_s: float, seconds: float) -> np.ndarray:
     raw = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-ss", str(start_s), "-t", str(seconds), "-i", path,
                           "-ac", "1", "-ar", str(sr), "-f", "f32le", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, "<f4").astype(np.float32)
-
-
-def as_query(x: np.ndarray, sr: int) -> DecodedAudio:
-    """The way ``engine.audio.decode`` hands a recording to the service (rumble off, loudness set)."""
-    y, active = normalise_loudness(remove_rumble(x, sr), sr)
-    return DecodedAudio(y.astype(np.float32), sr, "bench", len(y) / sr, active, False)
 
 
 def main() -> int:
@@ -79,7 +73,7 @@ def main() -> int:
         views["phone_first5"] = views["phone10"][: 5 * sr]
         for kind, x in views.items():
             t0 = time.perf_counter()
-            d = as_query(x, sr)
+            d = from_samples(x, sr, "bench")
             obs = svc.observe(d, svc.landmark_candidates(d), svc.embedder.embed(d.samples, settings.query_hop_s), 2)
             ms = (time.perf_counter() - t0) * 1000
             for thr in [*thresholds, None]:  # None: the uncalibrated safe rule, for comparison

@@ -377,6 +377,19 @@ def decode(source: AudioSource, sample_rate: int, limits: DecodeLimits = DecodeL
             tmp.unlink(missing_ok=True)
 
 
+def from_samples(samples: np.ndarray, sample_rate: int, source_format: str) -> DecodedAudio:
+    """Mono samples already in memory, prepared the way :func:`decode` prepares a file's.
+
+    DC and rumble removed, loudness set (default silence floor: there is no codec);
+    for self-queries and benchmarks that make recordings instead of decoding them.
+    ``active_seconds`` tells the caller whether it holds enough signal.
+    """
+    x = remove_rumble(np.asarray(samples, np.float32), sample_rate)
+    x, active = normalise_loudness(x, sample_rate)
+    return DecodedAudio(x.astype(np.float32, copy=False), sample_rate, source_format, len(x) / sample_rate,
+                        active, False)
+
+
 def _channels_to_mono(raw: bytes, sample_rate: int) -> tuple[np.ndarray, float]:
     """ffmpeg's interleaved stereo float32 PCM -> (clean mono, the DC offset it had).
 

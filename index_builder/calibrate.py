@@ -256,11 +256,8 @@ def _view(service: Any, source: np.ndarray, sr: int, kind: tuple[str, float], rn
     x = source[start:start + n]
     if view == "phone":
         x = phone_degrade(x, sr, rng)
-    x = audio_mod.remove_rumble(np.asarray(x, np.float32), sr)
-    x, active = audio_mod.normalise_loudness(x, sr)
-    if active < audio_mod.limits_from_settings(service.settings).min_signal_seconds:
-        return None
-    return audio_mod.DecodedAudio(x.astype(np.float32), sr, f"calibration/{view}", float(seconds), active, False)
+    d = audio_mod.from_samples(x, sr, f"calibration/{view}")
+    return d if d.active_seconds >= audio_mod.limits_from_settings(service.settings).min_signal_seconds else None
 
 
 def collect(service: Any, tracks: list[tuple[int, str]], budget: int, rng: np.random.Generator) -> list[SelfQuery]:

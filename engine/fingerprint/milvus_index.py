@@ -241,10 +241,8 @@ class MilvusFingerprintIndex:
         keys = self.track_keys()
         return {"n_tracks": len(keys), "n_windows": self._count(), "n_hashes": 0, "seconds": 0, "file_bytes": 0}
 
-    @milvus_call
     def _count(self) -> int:
-        res = self._client.query(self.name, filter="", output_fields=["count(*)"])
-        return int(res[0]["count(*)"]) if res else 0
+        return self._store._count(self.name)  # the store's row count, on this collection
 
     @milvus_call
     def _retrieve(self, hashes: np.ndarray) -> list[dict[str, Any]]:
