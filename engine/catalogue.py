@@ -59,6 +59,20 @@ def fold(text: str) -> str:
     return " ".join(text.split())
 
 
+_DIGIT_RUNS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> list[str | int]:
+    """Sort key that reads numbers as numbers, so "Track 2" comes before "Track 10".
+
+    Why: catalogues number their tracks ("Track 1".."Track 25", "Ambient 10"), and equal
+    matches listed in character order (1, 10, 11, 2, ...) look like no order at all.
+    ``re.split`` with a group alternates text and digit runs, so two keys always compare
+    text with text and numbers with numbers.
+    """
+    return [int(part) if i % 2 else part for i, part in enumerate(_DIGIT_RUNS.split(fold(text)))]
+
+
 @dataclass
 class Track:
     track_id: str
@@ -385,7 +399,8 @@ class CatalogueDB:
            widened to their nearest catalogue words (rapidfuzz over the vocabulary,
            "metalica" -> metallica), then the same AND query; finally any word (OR).
         Ranked by rapidfuzz match quality (all words covered, whole-string closeness,
-        prefix bonus), then popularity; duplicates (same artist + title) show once.
+        prefix bonus), then popularity, then the name in natural order ("Track 2" before
+        "Track 10"); duplicates (same artist + title) show once.
         """
         limit = max(1, min(int(limit), 25))
         q = fold(text)
@@ -515,9 +530,10 @@ class CatalogueDB:
                     # "Oriental ..."), which whole-string similarity scores far too low
                     score = max(score, 95.0 + 5.0 * len(v) / max(len(st), 1) - penalty)
                 best = max(best, score)
-            # match quality first (in steps of 2 points), then popularity
+            # match quality first (in steps of 2 points), then popularity, then the name as a person
+            # reads numbers: equal matches of equal popularity (a numbered album) in a visible order
             scored.append((best, int(best // 2), r["popularity"], r))
-        scored.sort(key=lambda x: (-x[1], -x[2]))
+        scored.sort(key=lambda x: (-x[1], -x[2], natural_key(x[3]["search_text"])))
         return [(s, p, k, r) for s, k, p, r in scored]
 
     def close(self) -> None:

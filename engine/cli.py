@@ -119,9 +119,31 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return serve(settings)
 
 
+def _local_search(args: argparse.Namespace, settings: Settings) -> bool:
+    """``search`` straight from the catalogue's SQLite file, without opening the engine; False if it cannot.
+
+    Why: a name search is milliseconds of SQLite, but opening the engine imports torch and
+    starts milvus-lite (~2 s on 2 cores).  SQLite lets readers share the file with a running
+    engine or a build, so this needs no engine; a remote engine (``SYNESTHETE_ENGINE_URL``) or
+    a missing catalogue goes the engine's way (its answer, or its "build it first").
+    """
+    if settings.engine_url or not Path(settings.catalogue_db_path).exists():
+        return False
+    from .catalogue import CatalogueDB
+
+    db = CatalogueDB(settings.catalogue_db_path, read_only=True)
+    try:
+        _print_hits(db.search(args.text, limit=min(25, max(1, args.limit))), args.json)
+    finally:
+        db.close()
+    return True
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.cmd == "serve":
         return _serve(args, settings)
+    if args.cmd == "search" and _local_search(args, settings):
+        return EXIT_OK
     with open_engine(settings) as svc:
         if args.cmd == "query":
             if not args.file.exists():
@@ -137,6 +159,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"No track in the catalogue matches {args.name!r}.", file=sys.stderr)
                     return EXIT_USER_ERROR
                 track_id = hits[0].track.track_id
+                _say_which(hits)
             rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
                    else svc.similar_to(track_id, k=args.k, diverse=not args.raw, filters=_filters(args)))
         elif args.cmd == "search":
@@ -149,13 +172,30 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _say_which(hits, out=None) -> None:
+    """On stderr, when a name matched several tracks: which one ``similar`` uses and what else matched.
+
+    Why: it silently took the best match (issue 24), so a person asking for "Track 2" of one
+    album could get another album's without knowing.  stderr keeps ``--json`` output clean.
+    """
+    if len(hits) < 2:
+        return
+    out = out or sys.stderr
+    print(f"Using \"{hits[0].track.title}\" (id={hits[0].track.track_id}); {len(hits) - 1} more matched:", file=out)
+    for h in hits[1:]:
+        print(f"  {h.track.title}  id={h.track.track_id}", file=out)
+    print("Pick one with: similar --id ID", file=out)
+
+
 def _print_hits(hits, as_json: bool) -> None:
     if as_json:
         print(json.dumps([{**h.track.to_dict(), "score": round(h.score, 3)} for h in hits], indent=2,
                          ensure_ascii=False))
         return
     for h in hits:
-        print(f"{h.track.title}  [{', '.join(h.track.genres) or '-'}]  id={h.track.track_id}")
+        # popularity shown: equal matches are ordered by it, which looked like no order without it
+        print(f"{h.track.title}  [{', '.join(h.track.genres) or '-'}]  popularity {h.track.popularity}  "
+              f"id={h.track.track_id}")
     if not hits:
         print("No match.")
 
@@ -165,9 +205,18 @@ def _print_about(info: dict, as_json: bool) -> None:
         print(json.dumps(info, indent=2))
         return
     for key, value in info.items():
-        if isinstance(value, dict):
-            value = "; ".join(f"{k} {v}" for k, v in value.items() if v is not None)
-        print(f"{key:>15}: {value}")
+        if not isinstance(value, dict):
+            print(f"{key:>15}: {value}")
+            continue
+        # one line per field: a nested dict on one line ran its keys together ("calibrated True; status ...")
+        print(f"{key:>15}:")
+        for k, v in value.items():
+            if isinstance(v, list):  # e.g. the calibration's held-out figures, one line per recording kind
+                print(f"{'':>17}{k.replace('_', ' ')}:")
+                for item in v:
+                    print(f"{'':>19}{item}")
+            elif v is not None and v != "":
+                print(f"{'':>17}{k.replace('_', ' ')}: {v}")
 
 
 def main(argv: list[str] | None = None) -> int:

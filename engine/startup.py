@@ -48,6 +48,43 @@ NOISY_LOGGERS = ("faiss", "faiss.loader", "milvus_lite", "pymilvus", "urllib3", 
 log = logging.getLogger("synesthete")
 
 
+def command_path(name: str) -> str:
+    """How a person can type console script ``name`` from the current directory.
+
+    The bare name when it is on ``PATH`` and resolves to this installation's script; else the
+    script's path (relative to the working directory when under it, e.g.
+    ``.venv/bin/synesthete``).  Why: the demo's "try next" said ``synesthete query ...``,
+    which a fresh clone's shell does not find (the venv is not activated).
+    """
+    import shutil
+    import sysconfig
+
+    script = Path(sysconfig.get_path("scripts")) / name
+    found = shutil.which(name)
+    if found is not None and Path(found).resolve() == script.resolve():
+        return name
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def closed_pipe() -> int:
+    """The reader of our output went away (``synesthete search x | head``): stop quietly, exit 0.
+
+    Not a failure on our side (exit 1 said so): the person got all they read.  Python's
+    advice for SIGPIPE: point stdout at devnull so the interpreter's final flush cannot raise
+    again ("Exception ignored ... BrokenPipeError").  Exit 0 as ``head`` leaves the pipeline's
+    status to the last command, like most Unix filters that ignore SIGPIPE.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a replaced stdout (tests) has no file descriptor
+        pass
+    return EXIT_OK
+
+
 def exit_code(exc: SynestheteError) -> int:
     """``EXIT_INTERNAL`` for our side's failures, ``EXIT_USER_ERROR`` for everything a user can fix."""
     return EXIT_INTERNAL if exc.kind in INTERNAL_KINDS else EXIT_USER_ERROR
@@ -109,7 +146,11 @@ def run_console(prog: str, parser: argparse.ArgumentParser, body: Callable[[argp
     else:
         setup_logging(logging.INFO if verbose else logging.WARNING)
     try:
-        return int(body(args, settings) or EXIT_OK)
+        code = int(body(args, settings) or EXIT_OK)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return closed_pipe()
     except SynestheteError as exc:
         log.debug("%s failed", prog, exc_info=True)
         print(f"{prog}: {exc.user_message}", file=sys.stderr)

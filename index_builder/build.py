@@ -490,6 +490,7 @@ class _Build:
                         if res.ok:
                             self.batch.append((item, res))
                             self.report.audio_seconds += res.seconds
+                            self.report.worker_peak(res.peak_rss_mb)
                         else:
                             self._fail(item, res.kind, res.reason, res.detail)
                     if bar is not None:

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine.settings import Settings
-from engine.startup import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, add_common_args, run_console
+from engine.startup import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, add_common_args, command_path,
+                            run_console)
 
 #: subcommands implemented by other modules: name -> (module, help)
 _DELEGATED = {
@@ -104,11 +105,11 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"\ncatalogue: {res.csv} ({len(res.tracks)} tracks)")
     print(f"voice note: {res.voice_note} (10 s of \"{res.voice_note_track.name}\" by "
           f"{res.voice_note_track.artist}, recorded like a phone next to a speaker)")
-    dd = f" --data-dir {settings.data_dir}" if args.data_dir else ""
+    cmd = command_path("synesthete") + (f" --data-dir {settings.data_dir}" if args.data_dir else "")
     print("\ntry next:")
-    print(f"  synesthete{dd} query {res.voice_note}")
-    print(f"  synesthete{dd} similar \"{res.tracks[0].name}\"")
-    print(f"  synesthete{dd} search \"{res.voice_note_track.name[:5]}\"")
+    print(f"  {cmd} query {res.voice_note}")
+    print(f"  {cmd} similar \"{res.tracks[0].name}\"")
+    print(f"  {cmd} search \"{res.voice_note_track.name[:5]}\"")
     return EXIT_OK
 
 

@@ -131,7 +131,8 @@ def ensure_packages(packages: Sequence[str], run: Callable[..., subprocess.Compl
         sudo = ["sudo"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     lock = ["-o", "DPkg::Lock::Timeout=600"]
-    log.warning("installing %s with apt-get (about 300 MB of downloads) ...", ", ".join(missing))
+    # progress, not a problem: the demo command already told the person about the download
+    log.info("installing %s with apt-get (about 300 MB of downloads) ...", ", ".join(missing))
     for cmd in (sudo + ["apt-get", "update", "-qq", *lock],
                 sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *lock, *missing]):
         res = run(cmd, env=env, capture_output=True, text=True, check=False)

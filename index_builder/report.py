@@ -77,9 +77,17 @@ class BuildReport:
         return d
 
     def measure_rss(self) -> None:
-        """Peak resident memory of this process and of its (finished) worker processes."""
-        self.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        self.peak_rss_workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        """Peak resident memory of this process (the workers report theirs with each result).
+
+        Why not ``RUSAGE_CHILDREN``: Linux hands a child the parent's high-water mark at fork
+        (and keeps it across exec), so the workers' figure read the main process's to the
+        kilobyte (issue 24); each worker's own ``VmHWM`` is its own.
+        """
+        self.peak_rss_mb = own_peak_rss_mb()
+
+    def worker_peak(self, mb: float) -> None:
+        """Fold one worker result's own peak RSS (MB) into the report."""
+        self.peak_rss_workers_mb = max(self.peak_rss_workers_mb, float(mb or 0.0))
 
     def write_json(self, path: Path) -> None:
         """Atomic write, so a reader (or a full disk) never sees half a report."""
@@ -95,22 +103,22 @@ class BuildReport:
             f"failed: {len(self.failed)}" + (f" (+{self.failed_unchanged} unchanged bad files)" if self.failed_unchanged else "")
             + f"   removed: {self.removed}",
             f"audio: {h:.2f} h in {self.elapsed_s:.1f} s = {self.x_realtime:.1f}x real time "
-            f"({self.workers} workers); peak RSS {self.peak_rss_mb:.0f} MB main, "
-            f"{self.peak_rss_workers_mb:.0f} MB per worker",
+            f"({self.workers} workers); peak RSS {self.peak_rss_mb:.0f} MB main"
+            + (f", {self.peak_rss_workers_mb:.0f} MB the largest worker" if self.peak_rss_workers_mb else ""),
             f"catalogue: {self.catalogue_tracks} tracks from {self.csv_rows} rows; "
             f"{self.matched} with audio, {len(self.rows_without_audio)} rows without audio, "
             f"{len(self.files_without_rows)} files without a row",
         ]
         sim = self.similarity
         if sim.get("status") == "fitted":
-            lines.append(f"similarity model: {sim.get('method')} fitted on {sim.get('tracks')} tracks "
-                         f"in {sim.get('seconds')} s ({sim.get('n_components')} components)")
+            lines.append(f"similarity model: {sim.get('method')}; {sim.get('tracks')} tracks, "
+                         f"{sim.get('seconds')} s, {sim.get('n_components')} components")
         elif sim.get("status") == "too_small":
             lines.append("similarity model: none (fewer than 2 tracks with audio)")
         elif sim.get("status") == "too_uniform":
             lines.append(f"similarity model: none ({sim.get('reason')}); answers use the identification head's vectors")
         if self.calibration:
-            lines.append(f"identification: {self.calibration.get('status')}: {self.calibration.get('message')}")
+            lines.append(calibration_line(self.calibration))
         if self.recreated:
             lines.append(f"collections recreated: {self.recreate_reason}")
         for change in self.index_changes:
@@ -131,3 +139,34 @@ class BuildReport:
         if self.aborted:
             lines.append(f"STOPPED EARLY: {self.aborted}")
         return "\n".join(lines)
+
+
+def own_peak_rss_mb() -> float:
+    """This process's own peak resident memory in MB: ``VmHWM`` of /proc/self/status (Linux).
+
+    ``VmHWM`` belongs to the process's current address space, so a spawned worker's figure
+    does not include its parent's pages; elsewhere ``ru_maxrss`` (KiB on Linux) is the fallback.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+#: A calibration result's status as the start of a sentence (its message says the rest).
+_CALIBRATION_WORDS = {"fitted": "", "unchanged": "", "too_small": "", "failed": "calibration failed: "}
+
+
+def calibration_line(calibration: dict[str, Any]) -> str:
+    """The build summary's identification line: ``identification: calibrated on 144 ... of 36 tracks``.
+
+    Why not ``status: message``: the message already says what happened ("calibrated on ..."),
+    so the status before it read as "identification: fitted: calibrated on ...".
+    """
+    status = str(calibration.get("status", ""))
+    prefix = _CALIBRATION_WORDS.get(status, f"{status}: " if status else "")
+    return f"identification: {prefix}{calibration.get('message', '')}".rstrip()

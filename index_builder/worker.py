@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .report import own_peak_rss_mb
+
 log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "index_builder.worker:default_embedder"
@@ -49,6 +51,8 @@ class WorkResult:
     decode_s: float = 0.0
     embed_s: float = 0.0
     fp_s: float = 0.0
+    #: the worker's own peak RSS (MB) after this file (index_builder.report.own_peak_rss_mb)
+    peak_rss_mb: float = 0.0
 
 
 def default_embedder(settings: Any):
@@ -137,6 +141,7 @@ def process_file(track_key: int, path: str, hop_s: float) -> WorkResult:
     else:
         res.samples, res.sample_rate = decoded.samples, decoded.sample_rate
     res.fp_s = time.perf_counter() - t2
+    res.peak_rss_mb = own_peak_rss_mb()
     return res
 
 
