@@ -74,6 +74,9 @@ class SimilarityConfig:
     #: "genre": add a supervised block, an LDA on the catalogue's genre labels (pooled method)
     supervised: str = "none"
     supervised_weight: float = 0.5  # that block's share of a vector's norm, relative to the audio block
+    #: pooled: the weight of the first block's spread (std over segments) relative to a mean block
+    #: (each block is L2-normalised, then weighted); 0 leaves the spread out
+    spread_weight: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,13 +84,18 @@ class SimilarityConfig:
             raise ValueError(f"similarity method must be one of {METHODS}, not {self.method!r}")
         if self.supervised not in ("none", "genre"):
             raise ValueError(f"similarity supervision must be none or genre, not {self.supervised!r}")
+        if not (0.0 <= float(self.spread_weight) <= 4.0):
+            raise ValueError(f"the spread's weight must be within 0..4, not {self.spread_weight!r}")
 
     @property
     def in_dim(self) -> int:
         return int(sum(d for _, d in self.blocks))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "blocks": [list(b) for b in self.blocks]}
+        d = {**asdict(self), "blocks": [list(b) for b in self.blocks]}
+        if d["spread_weight"] == 1.0:  # the weight before it was a setting: models fitted then keep their id
+            del d["spread_weight"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimilarityConfig:
@@ -119,10 +127,15 @@ def pooled_descriptor(mean: np.ndarray, std: np.ndarray, cfg: SimilarityConfig) 
     return np.concatenate([mean[:, :a], std[:, :a], mean[:, a:]], axis=1).astype(np.float32)
 
 
-def _pooled_blocks(cfg: SimilarityConfig) -> list[int]:
+def _pooled_blocks(cfg: SimilarityConfig) -> list[tuple[int, float]]:
+    """``(width, weight)`` of each L2-normalised block of :func:`pooled_descriptor`, in order.
+
+    The first block's mean (weight 1), its spread (``cfg.spread_weight``), then each further
+    block's mean (weight 1) on its own: every block counts the same whatever its width
+    (musicnn MSD and MTT ``mean_pool`` 753-d beside ``penultimate`` 200-d).
+    """
     a = cfg.blocks[0][1]
-    rest = cfg.in_dim - a
-    return [a, a] + ([rest] if rest else [])
+    return [(a, 1.0), (a, float(cfg.spread_weight))] + [(d, 1.0) for _, d in cfg.blocks[1:]]
 
 
 @dataclass
@@ -154,8 +167,8 @@ class TrackEncoder:
             return (np.atleast_2d(mean) - self.mean) * self.scale
         z = (pooled_descriptor(mean, std, self.config) - self.mean) * self.scale
         parts, i = [], 0
-        for d in _pooled_blocks(self.config):
-            parts.append(_l2n(z[:, i:i + d]))
+        for d, w in _pooled_blocks(self.config):
+            parts.append(w * _l2n(z[:, i:i + d]))
             i += d
         return np.concatenate(parts, axis=1) - self.center
 

@@ -41,12 +41,30 @@ def similarity_report(vectors: np.ndarray, artists: list[str], genres: list[set[
     """
     v = np.asarray(vectors, np.float64)
     v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    n = len(v)
+    return similarity_report_from_rows(lambda i: v @ v[i], len(v), artists, genres, k, queries)
+
+
+def similarity_report_from_matrix(sims: np.ndarray, artists: list[str], genres: list[set[str]], k: int = 5,
+                                  queries: np.ndarray | None = None) -> dict[str, float]:
+    """:func:`similarity_report` for a precomputed ``(n, n)`` similarity matrix (larger = closer).
+
+    For methods that give similarities, not vectors: Musly's distances (negated), mutual
+    proximity (Schnitzer et al. 2012).  Only row ``i`` is read for query ``i``.
+    """
+    s = np.asarray(sims, np.float64)
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise ValueError(f"expected a square similarity matrix, got {s.shape}")
+    return similarity_report_from_rows(lambda i: s[i].copy(), len(s), artists, genres, k, queries)
+
+
+def similarity_report_from_rows(row: Any, n: int, artists: list[str], genres: list[set[str]], k: int = 5,
+                                queries: np.ndarray | None = None) -> dict[str, float]:
+    """The figures from ``row(i) -> (n,)`` similarities of track ``i`` to every track (one scorer for all)."""
     q_idx = np.arange(n) if queries is None else np.asarray(queries, dtype=int)
     art = np.asarray([a or f"\0{i}" for i, a in enumerate(artists)], dtype=object)
     a_hit, g_hit, gf_hit, a_ch, g_ch, gf_ch = [], [], [], [], [], []
     for i in q_idx:
-        sims = v @ v[i]
+        sims = np.asarray(row(i), np.float64)
         sims[i] = -np.inf
         order = np.argsort(-sims, kind="stable")[: n - 1]
         top = order[:k]
