@@ -30,6 +30,7 @@ IndexType = Literal["auto", "FLAT", "IVF_FLAT", "HNSW"]
 FingerprintBackend = Literal["sqlite", "milvus"]
 SimilarityMethod = Literal["pooled", "lda", "off"]
 SupervisedTerm = Literal["none", "genre"]
+SimilarityModels = Literal["msd", "msd+mtt"]
 WatchMode = Literal["all", "allowlist", "mention"]
 SyncMode = Literal["auto", "always", "never"]
 
@@ -39,6 +40,7 @@ _FALSE = ("0", "false", "no", "off")
 #: Lower bounds (inclusive) of numeric settings; a value below is refused at start-up.
 _MINIMUM: dict[str, float] = {
     "embedding_dim": 1, "segment_hop_s": 0.1, "query_hop_s": 0.1, "similarity_supervised_weight": 0.0,
+    "similarity_spread_weight": 0.0,
     "similarity_dba_k": 0, "torch_threads": 0, "max_upload_bytes": 1, "max_query_seconds": 1.0,
     "max_track_seconds": 1.0, "min_signal_seconds": 0.0, "decode_timeout_s": 0.1, "top_k": 1,
     "answers_per_artist": 0, "identify_threshold": 0.0, "fingerprint_max_candidates": 0,
@@ -54,7 +56,7 @@ _MINIMUM: dict[str, float] = {
 BOT_MAX_ATTACHMENT_CEILING = 100 * 1024 * 1024
 #: Upper bounds (inclusive).
 _MAXIMUM: dict[str, float] = {
-    "identify_threshold": 0.999, "identify_calibration_queries": 100_000, "web_live_stop_confidence": 1.0, "speed_tolerance_pct": 10.0,
+    "similarity_spread_weight": 4.0, "identify_threshold": 0.999, "identify_calibration_queries": 100_000, "web_live_stop_confidence": 1.0, "speed_tolerance_pct": 10.0,
     "bot_metrics_port": 65535, "web_port": 65535, "bot_max_attachment_bytes": BOT_MAX_ATTACHMENT_CEILING,
 }
 
@@ -103,6 +105,11 @@ class Settings:
     similarity_supervised_weight: float = 0.5
     #: Database-side augmentation of track vectors: neighbours averaged in (0 = off).
     similarity_dba_k: int = 0
+    #: Which musicnn models give the similarity descriptors (backbone musicnn): msd, or msd+mtt
+    #: (MTT run beside MSD on the same patches; ~2x the backbone's cost).  docs/quality.md.
+    similarity_models: SimilarityModels = "msd"
+    #: Weight of the spread (std over segments) of mean_pool beside a mean block (pooled; 0 = left out).
+    similarity_spread_weight: float = 1.0
     #: torch intra-op threads per worker (0 = torch default).
     torch_threads: int = 0
 

@@ -86,7 +86,8 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
     indexed = catalogue.indexed_state()
     unheard = [t for t in catalogue.all_tracks() if t.audio_features and t.track_key not in indexed]
     want = (data_hash(indexed) + f"/{settings.similarity_method}/k{settings.similarity_dba_k}/"
-            + f"{settings.similarity_supervised}{settings.similarity_supervised_weight:g}/" + _features_hash(unheard))
+            + f"{settings.similarity_supervised}{settings.similarity_supervised_weight:g}/" + _features_hash(unheard)
+            + ("" if settings.similarity_spread_weight == 1.0 else f"/s{settings.similarity_spread_weight:g}"))
     if not force and catalogue.get_meta(DATA_META) == want and path.exists():
         try:
             enc = TrackEncoder.load(path)
@@ -100,7 +101,8 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
         return SimilarityFitResult("too_small", len(descs))
     cfg = SimilarityConfig(method=settings.similarity_method, blocks=blocks, out_dim=store.dim,
                            dba_k=settings.similarity_dba_k, supervised=settings.similarity_supervised,
-                           supervised_weight=settings.similarity_supervised_weight)
+                           supervised_weight=settings.similarity_supervised_weight,
+                           spread_weight=settings.similarity_spread_weight)
     log.info("fitting the similarity model (%s) on %d tracks", cfg.method, len(descs))
     means, stds = np.stack([d.mean for d in descs]), np.stack([d.std for d in descs])
     heard = catalogue.get_many([d.track_key for d in descs])

@@ -226,3 +226,21 @@ def test_cache_alone_is_enough(
     model_id = backbone.model_id
     monkeypatch.setattr(mn, "find_checkpoint", lambda dataset="MSD": None)
     assert MusicnnBackbone(cache_dir).model_id == model_id
+
+
+def test_mtt_beside_msd_reads_the_same_patches(backbone: MusicnnBackbone, cache_dir: Path) -> None:
+    """Issue 29: one log-mel, both models; MSD's outputs unchanged, MTT's appended; the id names both."""
+    if find_checkpoint("MTT") is None:
+        pytest.skip("no MTT checkpoint")
+    both = MusicnnBackbone(cache_dir, companions=("mtt", "MSD"))  # its own dataset is not a companion
+    assert [c.dataset for c in both.companions] == ["MTT"]
+    assert both.descriptor_blocks == (("mean_pool", 753), ("penultimate", 200), ("mtt_mean_pool", 753),
+                                      ("mtt_penultimate", 200))
+    audio = loud_music(9.0)
+    alone, pair = backbone.analyse(audio, 3.0), both.analyse(audio, 3.0)
+    assert pair.descriptors.shape == (alone.descriptors.shape[0], 1906)
+    np.testing.assert_allclose(pair.descriptors[:, :953], alone.descriptors, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pair.features, alone.features, rtol=1e-5, atol=1e-6)  # the head's input: MSD's
+    mtt = MusicnnBackbone(cache_dir, dataset="MTT").outputs(audio, 3.0)
+    np.testing.assert_allclose(pair.descriptors[:, 953:1706], mtt.mean_pool.numpy(), rtol=1e-5, atol=1e-6)
+    assert both.model_id.startswith(backbone.model_id + "+mtt:") and both.model_id != backbone.model_id

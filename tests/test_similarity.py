@@ -193,3 +193,48 @@ def test_genre_term_pulls_same_genre_tracks_together_and_is_off_by_default():
     assert SimilarityConfig().supervised == "none"
     with pytest.raises(ValueError, match="supervision"):
         SimilarityConfig(supervised="artist")
+
+
+def test_each_descriptor_block_weighs_the_same_and_the_spread_has_its_own_weight():
+    """Issue 29: per-block L2 (a 200-d block counts as much as a 753-d one), the spread's weight a setting."""
+    rng = np.random.default_rng(5)
+    blocks = (("a", 30), ("b", 10), ("c", 30), ("d", 10))
+    segs = [rng.normal(size=(8, 80)).astype(np.float32) * rng.uniform(0.5, 2.0, 80).astype(np.float32)
+            for _ in range(30)]
+    enc = fit_track_encoder(segs, SimilarityConfig(blocks=blocks, out_dim=128))
+    m, sd = track_stats(segs[0])
+    z = enc._normalised(m[None], sd[None]) + enc.center
+    widths = [30, 30, 10, 30, 10]  # mean a | spread a | mean b | mean c | mean d
+    norms = [np.linalg.norm(part) for part in np.split(z[0], np.cumsum(widths)[:-1])]
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+    half = fit_track_encoder(segs, SimilarityConfig(blocks=blocks, out_dim=128, spread_weight=0.5))
+    z = half._normalised(m[None], sd[None]) + half.center
+    np.testing.assert_allclose(np.linalg.norm(z[0, 30:60]), 0.5, rtol=1e-5)
+    none = fit_track_encoder(segs, SimilarityConfig(blocks=blocks, out_dim=128, spread_weight=0.0))
+    assert not np.any((none._normalised(m[None], sd[None]) + none.center)[0, 30:60])
+    with pytest.raises(ValueError, match="spread"):
+        SimilarityConfig(spread_weight=-1.0)
+
+
+def test_a_model_saved_before_the_spread_weight_keeps_its_id(tmp_path):
+    """The default weight (1.0, the old behaviour) is left out of the config dict, so old ids stay valid."""
+    segs, _ = _catalogue(24, 4)
+    enc = fit_track_encoder(segs, SimilarityConfig(blocks=BLOCKS, out_dim=32))
+    assert "spread_weight" not in enc.config.to_dict()
+    assert "spread_weight" in SimilarityConfig(blocks=BLOCKS, spread_weight=0.5).to_dict()
+    enc.save(tmp_path / "m.npz")
+    assert TrackEncoder.load(tmp_path / "m.npz").sha == enc.sha
+
+
+def test_the_both_models_setting_runs_mtt_beside_msd(tmp_path):
+    from engine.features import make_backbone
+    from engine.settings import Settings
+
+    base = Settings(data_dir=tmp_path, model_cache_dir=tmp_path)
+    assert make_backbone(base).companions == ()
+    both = make_backbone(base.replace(similarity_models="msd+mtt"))
+    assert [c.dataset for c in both.companions] == ["MTT"] and len(both.descriptor_layout) == 4
+    with pytest.raises(ValueError, match="SIMILARITY_MODELS"):
+        base.replace(similarity_models="mtt")
+    with pytest.raises(ValueError, match="SIMILARITY_SPREAD_WEIGHT"):
+        base.replace(similarity_spread_weight=5.0)

@@ -24,7 +24,8 @@ def make_backbone(settings: Settings, name: str | None = None) -> Backbone:
     if name in ("musicnn", "musicnn-msd"):
         from .musicnn import MusicnnBackbone
 
-        return MusicnnBackbone(cache_dir=cache, dataset="MSD", threads=threads)
+        companions = ("MTT",) if settings.similarity_models == "msd+mtt" else ()
+        return MusicnnBackbone(cache_dir=cache, dataset="MSD", threads=threads, companions=companions)
     if name == "musicnn-mtt":
         from .musicnn import MusicnnBackbone
 

@@ -391,6 +391,7 @@ class MusicnnBackbone(Backbone):
         layer: str = "mean_pool",
         threads: int = 0,
         batch_size: int = 4,
+        companions: tuple[str, ...] = (),
     ) -> None:
         dataset = dataset.upper()
         if dataset not in DATASETS:
@@ -407,6 +408,11 @@ class MusicnnBackbone(Backbone):
             # process-wide in torch; Settings.torch_threads is meant to set exactly this
             torch.set_num_threads(threads)
         self._mel = MelSpectrogram(SAMPLE_RATE, N_FFT, HOP, N_MELS)
+        #: other musicnn models run on the same patches for the similarity descriptors only
+        #: (MTT beside MSD, issue 29); the head and the tags stay this model's
+        self.companions: tuple[MusicnnBackbone, ...] = tuple(
+            MusicnnBackbone(cache_dir, dataset=c, layer=layer, batch_size=batch_size)
+            for c in dict.fromkeys(x.upper() for x in companions) if c != dataset)
         self._net: MusicnnNet | None = None
         self._weights_sha256: str | None = None
         self._lock = threading.Lock()
@@ -501,13 +507,21 @@ class MusicnnBackbone(Backbone):
 
     @property
     def model_id(self) -> str:
-        """``musicnn-msd:<12 hex>``; a non-default layer is part of the id (same dim, other numbers)."""
+        """``musicnn-msd:<12 hex>``; a non-default layer is part of the id (same dim, other numbers).
+
+        With companions: ``musicnn-msd:<12 hex>+mtt:<12 hex>``, so an index built without the
+        companion's descriptors (or with another's) is never mixed with one built with them.
+        """
         self.load()
         assert self._weights_sha256 is not None
         tag = f"musicnn-{self.dataset.lower()}"
         if self.layer != "mean_pool":
             tag += f"/{self.layer}"
-        return f"{tag}:{self._weights_sha256[:12]}"
+        own = f"{tag}:{self._weights_sha256[:12]}"
+        for c in self.companions:
+            c.load()
+            own += f"+{c.dataset.lower()}:{c._weights_sha256[:12]}"
+        return own
 
     # ---- inference --------------------------------------------------------
 
@@ -533,8 +547,11 @@ class MusicnnBackbone(Backbone):
 
     def outputs(self, audio: np.ndarray, hop_seconds: float) -> MusicnnOutputs:
         """All back-end layers for every patch (batched, inference mode)."""
+        return self.outputs_of_patches(self.patches(audio, hop_seconds))
+
+    def outputs_of_patches(self, x: torch.Tensor) -> MusicnnOutputs:
+        """All back-end layers of ``(n, 187, 96)`` log-mel patches (:meth:`patches`): one front end, many nets."""
         net = self.load()
-        x = self.patches(audio, hop_seconds)
         chunks: list[MusicnnOutputs] = []
         with torch.inference_mode():
             for i in range(0, x.shape[0], self.batch_size):
@@ -550,9 +567,14 @@ class MusicnnBackbone(Backbone):
         out = self.outputs(audio, hop_seconds)
         return getattr(out, self.layer).numpy().astype(np.float32, copy=False)
 
-    #: mean_pool's mean and spread over a track, penultimate's mean: the best generalising
-    #: similarity descriptor measured on held-out artists (docs/quality.md, bench/similarity_eval.py)
-    descriptor_blocks = (("mean_pool", 753), ("penultimate", 200))
+    @property
+    def descriptor_blocks(self) -> tuple[tuple[str, int], ...]:  # type: ignore[override]
+        """``mean_pool`` and ``penultimate`` of this model, then of each companion (``mtt_mean_pool``, ...).
+
+        The similarity model pools them (docs/quality.md, bench/similarity_eval.py).
+        """
+        own = (("mean_pool", LAYERS["mean_pool"]), ("penultimate", LAYERS["penultimate"]))
+        return own + tuple((f"{c.dataset.lower()}_{name}", d) for c in self.companions for name, d in own)
 
     @property
     def tag_names(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -560,9 +582,14 @@ class MusicnnBackbone(Backbone):
 
     def analyse(self, audio: np.ndarray, hop_seconds: float) -> SegmentAnalysis:
         """One pass: the configured layer (head), ``[mean_pool | penultimate]`` (n, 953), tag probabilities (n, 50)."""
-        out = self.outputs(audio, hop_seconds)
+        x = self.patches(audio, hop_seconds)  # the log-mel once: every model reads the same patches
+        out = self.outputs_of_patches(x)
         feats = getattr(out, self.layer).numpy().astype(np.float32, copy=False)
-        desc = torch.cat([out.mean_pool, out.penultimate], dim=1).numpy().astype(np.float32, copy=False)
+        parts = [out.mean_pool, out.penultimate]
+        for c in self.companions:
+            o = c.outputs_of_patches(x)
+            parts += [o.mean_pool, o.penultimate]
+        desc = torch.cat(parts, dim=1).numpy().astype(np.float32, copy=False)
         return SegmentAnalysis(feats, desc, out.taggram.numpy().astype(np.float32, copy=False))
 
     def tags(self, audio: np.ndarray, hop_seconds: float = 3.0) -> dict[str, float]:
