@@ -192,7 +192,7 @@ class SynestheteBotBase(commands.bot.BotBase):
             await self.load_extension(ext)
         if self.settings.bot_metrics_port >= 0:
             self.metrics_server = MetricsServer(self.metrics, self.settings.bot_metrics_host,
-                                                self.settings.bot_metrics_port, self.health)
+                                                self.settings.bot_metrics_port, self.health_check)
             try:
                 await self.metrics_server.start()
             except OSError as exc:  # a busy port must not keep the bot offline
@@ -228,6 +228,31 @@ class SynestheteBotBase(commands.bot.BotBase):
         return {"ok": bool(ready and not self.is_closed()), "discord_ready": bool(ready),
                 "in_flight": self.metrics.in_flight_now, "model_id": self.service.model_id,
                 "shard_count": self.shard_count or 1, "shards": self.running_shards()}
+
+    async def health_check(self) -> dict:
+        """``/healthz``'s answer: :meth:`health`, plus the store when this process owns the engine.
+
+        Owning (``--with-web``, a ``SynestheteService`` with ``health``): a store that does not
+        answer makes it not ok, within the engine's short health deadline.  A bot that asks
+        another engine (``EngineClient``) does not check that engine's store: an outage there
+        would make an orchestrator restart-loop a bot that can do nothing about it (issue 30).
+        """
+        state = self.health()
+        engine_health = getattr(self.service, "health", None)
+        if engine_health is None:
+            return state
+        from engine.service import HEALTH_TIMEOUT_S
+
+        try:
+            engine = await asyncio.wait_for(asyncio.to_thread(engine_health), timeout=HEALTH_TIMEOUT_S + 0.5)
+        except TimeoutError:
+            engine = {"ok": False, "store": f"no answer within {HEALTH_TIMEOUT_S + 0.5:g} s"}
+        except Exception as exc:  # noqa: BLE001 - health says "not ok", never crashes
+            log.warning("health check failed: %s", exc)
+            engine = {"ok": False, "store": str(getattr(exc, "user_message", exc))}
+        state["store"] = engine.get("store", "?")
+        state["ok"] = bool(state["ok"] and engine.get("ok"))
+        return state
 
     def running_shards(self) -> list[int]:
         """The shards this process runs (a single-connection bot is shard 0, or its ``shard_id``)."""
@@ -440,6 +465,31 @@ class ShardedSynestheteBot(SynestheteBotBase, commands.AutoShardedBot):
     def __init__(self, settings: Settings, service: SynestheteAPI, **kw: Any) -> None:
         shard_count, shard_ids = shard_config(settings)
         super().__init__(settings, service, shard_count=shard_count, shard_ids=shard_ids, **kw)
+
+    async def health_check(self) -> dict:
+        """``/healthz``'s answer: :meth:`health`, plus the store when this process owns the engine.
+
+        Owning (``--with-web``, a ``SynestheteService`` with ``health``): a store that does not
+        answer makes it not ok, within the engine's short health deadline.  A bot that asks
+        another engine (``EngineClient``) does not check that engine's store: an outage there
+        would make an orchestrator restart-loop a bot that can do nothing about it (issue 30).
+        """
+        state = self.health()
+        engine_health = getattr(self.service, "health", None)
+        if engine_health is None:
+            return state
+        from engine.service import HEALTH_TIMEOUT_S
+
+        try:
+            engine = await asyncio.wait_for(asyncio.to_thread(engine_health), timeout=HEALTH_TIMEOUT_S + 0.5)
+        except TimeoutError:
+            engine = {"ok": False, "store": f"no answer within {HEALTH_TIMEOUT_S + 0.5:g} s"}
+        except Exception as exc:  # noqa: BLE001 - health says "not ok", never crashes
+            log.warning("health check failed: %s", exc)
+            engine = {"ok": False, "store": str(getattr(exc, "user_message", exc))}
+        state["store"] = engine.get("store", "?")
+        state["ok"] = bool(state["ok"] and engine.get("ok"))
+        return state
 
     def running_shards(self) -> list[int]:
         return list(self.shard_ids) if self.shard_ids is not None else sorted(self.shards)

@@ -17,8 +17,9 @@ With several processes, see docs/bot.md ("Metrics with several processes").
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
@@ -71,7 +72,8 @@ class Metrics(Telemetry):
 class MetricsServer:
     """``/healthz`` (200 when ready, else 503) and ``/metrics``, on localhost by default."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int, ready: Callable[[], dict]) -> None:
+    def __init__(self, metrics: Metrics, host: str, port: int,
+                 ready: Callable[[], dict] | Callable[[], Awaitable[dict]]) -> None:
         self.metrics = metrics
         self.host = host
         self.port = port
@@ -99,4 +101,6 @@ class MetricsServer:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         state = self.ready()
+        if inspect.isawaitable(state):  # a check that waits (the store's ping) runs off the loop
+            state = await state
         return web.json_response(state, status=200 if state.get("ok") else 503)

@@ -130,6 +130,10 @@ REASON_AUDIO_S = 15.0
 IDENTIFY_TOP_K = 5
 
 
+#: How long a health check waits for the store (s): well under an orchestrator's probe timeout.
+HEALTH_TIMEOUT_S = 2.0
+
+
 class SynestheteService:
     """Thread-safe facade over decode -> identify -> embed -> search."""
 
@@ -313,6 +317,29 @@ class SynestheteService:
             "index_built": self.catalogue.get_meta("built_at"),
             "milvus": "milvus-lite" if self.store.is_lite else self.store.uri,
         }
+
+    def health(self, timeout_s: float = HEALTH_TIMEOUT_S) -> dict[str, Any]:
+        """Whether this engine can answer now: the catalogue has indexed tracks *and* the store answers.
+
+        Returns ``{"ok", "tracks", "indexed_tracks", "model_id", "store"}``; ``store`` is
+        ``"ok"`` or the reason it is not (one sentence).  Why the store too: counting the
+        catalogue's SQLite rows said "ok" while Milvus was down and every search answered 503
+        (issue 30), so an orchestrator kept a broken engine in service.  Bounded by
+        ``timeout_s`` (the store's ping), never by the store's 30-s client timeout.
+        """
+        from .errors import StoreError
+
+        indexed = self.catalogue.count(indexed_only=True)
+        out: dict[str, Any] = {"ok": False, "tracks": self.catalogue.count(), "indexed_tracks": indexed,
+                               "model_id": self.model_id, "store": "ok"}
+        try:
+            self.store.ping(timeout_s)
+        except StoreError as exc:
+            log.warning("health check: the store does not answer: %s", exc)
+            out["store"] = exc.user_message
+            return out
+        out["ok"] = bool(indexed)
+        return out
 
     # ---- async wrappers (bot, web) ---------------------------------------------
 

@@ -428,6 +428,28 @@ class VectorStore:
             for name in (self.tracks_name, self.segments_name):
                 self._client.flush(name)
 
+    # ---- health ---------------------------------------------------------------
+
+    def ping(self, timeout_s: float = 2.0) -> None:
+        """Raise :class:`StoreUnavailableError` unless Milvus answers a cheap call within ``timeout_s``.
+
+        For health checks (``/healthz``): they must answer within their own short deadline,
+        never the client's 30-s one, so the gRPC call gets ``timeout_s`` and the client's lock
+        is waited for at most that long (a call stuck on a hung server holds it).
+        """
+        if not self._lock.acquire(timeout=timeout_s):
+            raise StoreUnavailableError(f"Milvus at {self.uri} did not answer within {timeout_s:g} s "
+                                        "(another call is still waiting on it)")
+        try:
+            self._ping(timeout_s)
+        finally:
+            self._lock.release()
+
+    @milvus_call
+    def _ping(self, timeout_s: float) -> None:
+        if not self._client.has_collection(self.tracks_name, timeout=timeout_s):
+            raise EmptyIndexError(f"collection {self.tracks_name} does not exist in {self.uri}; build the index first")
+
     # ---- reading --------------------------------------------------------------
 
     @milvus_call

@@ -289,3 +289,20 @@ def test_main_refuses_shard_ids_without_a_count(tmp_path, monkeypatch, capsys):
     rc = bot_main.main(["--env-file", os.devnull])
     err = capsys.readouterr().err
     assert rc == 2 and "SYNESTHETE_BOT_SHARD_IDS" in err and "Build the catalogue" not in err
+
+
+async def test_health_checks_the_store_only_when_the_bot_owns_the_engine(make_bot, monkeypatch):
+    """Issue 30: with --with-web a dead store makes the bot unhealthy; as another engine's client it does not."""
+    bot = await make_bot()
+    monkeypatch.setattr(bot, "is_ready", lambda: True)
+    client_state = await bot.health_check()  # the tests' service has no health(): an engine's client
+    assert client_state["ok"] is True and "store" not in client_state
+
+    def down():
+        return {"ok": False, "store": "The music index isn't available right now; please try again later."}
+
+    monkeypatch.setattr(bot.service, "health", down, raising=False)
+    owner_state = await bot.health_check()
+    assert owner_state["ok"] is False and owner_state["store"].startswith("The music index isn't available")
+    monkeypatch.setattr(bot.service, "health", lambda: {"ok": True, "store": "ok"}, raising=False)
+    assert (await bot.health_check())["ok"] is True
