@@ -115,6 +115,9 @@ def quiet_noisy_loggers(level: int) -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "DEBUG" if level <= logging.DEBUG else "NONE")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
+    # pymilvus logs every failed RPC at ERROR with a traceback (60 in one 4-minute outage, issue 30);
+    # engine.store maps each failure to one typed error and its breaker logs one line per state change
+    logging.getLogger("pymilvus").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL)
 
 
 def run_console(prog: str, parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace, Settings], int | None],

@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,105 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (MilvusException, grpc.RpcError, ConnectionError, TimeoutError, OSError)
 
 
+#: Seconds a tripped store breaker answers "unavailable" at once before one probe may try Milvus again.
+BREAKER_RESET_S = 5.0
+#: The probe's deadline (s): a cheap call, so a still-hung server costs a probe this long, not 30 s.
+BREAKER_PROBE_S = 2.0
+
+
+class StoreBreaker:
+    """A circuit breaker (Nygard, *Release It!*, 2007) for one Milvus client: closed, open, half-open.
+
+    One outage failure opens it: for :data:`BREAKER_RESET_S` every call fails at once with
+    :class:`StoreUnavailableError` (HTTP 503, the bot's sentence) instead of each waiting
+    out the client's 30-s timeout on a hung server.  Then the next caller alone probes (a
+    :data:`BREAKER_PROBE_S` ping) while the others still fail at once; its success closes
+    the breaker, its failure opens it again.  One log line per state change.
+
+    Why not pybreaker: it holds its lock for the whole guarded call, so one call hung on the
+    server blocks every other caller (the opposite of failing fast); ``circuitbreaker`` lets
+    every caller through when half-open.  The state machine is small enough to own.
+    """
+
+    def __init__(self, uri: str, reset_s: float = BREAKER_RESET_S, clock: Callable[[], float] = time.monotonic):
+        self.uri, self.reset_s, self._clock = uri, reset_s, clock
+        self.state = "closed"
+        self._opened_at = 0.0
+        self._probing = False
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        """May a call go ahead?  True: it is the probe.  False: closed.  Raises while open (at once)."""
+        with self._lock:
+            if self.state == "closed":
+                return False
+            if not self._probing and self._clock() - self._opened_at >= self.reset_s:
+                self._probing = True
+                self._set("half-open", "probing whether it answers again")
+                return True
+        raise StoreUnavailableError(f"Milvus at {self.uri} is not answering (circuit open)")
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != "closed"
+
+    def success(self) -> None:
+        with self._lock:
+            self._probing = False
+            if self.state != "closed":
+                self._set("closed", "answers again")
+
+    def failure(self, exc: BaseException) -> None:
+        with self._lock:
+            self._probing = False
+            self._opened_at = self._clock()
+            if self.state != "open":
+                self._set("open", f"is not answering ({str(exc).splitlines()[0][:200]}); answering 'unavailable' "
+                                  f"at once for {self.reset_s:g} s, then probing")
+
+    def _set(self, state: str, what: str) -> None:
+        self.state = state
+        (log.info if state == "half-open" else log.warning)("Milvus at %s %s", self.uri, what)
+
+
+def _breaker_of(obj: Any) -> StoreBreaker | None:
+    """The breaker of a store, or of the store a Milvus-backed index wraps (None: no breaker)."""
+    return getattr(obj, "breaker", None) or getattr(getattr(obj, "_store", None), "breaker", None)
+
+
+def _guarded(self: Any, breaker: StoreBreaker, attempts: Callable[[], Any]) -> Any:
+    """One store call through ``breaker``: fail at once while open, probe when due, count an outage."""
+    if breaker.admit():
+        probe = getattr(self, "_probe", None) or self._store._probe
+        _IN_BREAKER.active = True  # the probe is this call's own: not guarded again
+        try:
+            probe()
+        except StoreUnavailableError as exc:
+            breaker.failure(exc)
+            raise
+        finally:
+            _IN_BREAKER.active = False
+        breaker.success()
+    timeout = getattr(self, "timeout_s", None) or getattr(getattr(self, "_store", None), "timeout_s", 30.0)
+    if not self._lock.acquire(timeout=timeout):  # another call is stuck on the server
+        exc = StoreUnavailableError(f"Milvus at {self.uri}: no answer to an earlier call within {timeout:g} s")
+        breaker.failure(exc)
+        raise exc
+    try:
+        if breaker.is_open:  # tripped by the call this one waited behind: fail at once, too
+            raise StoreUnavailableError(f"Milvus at {self.uri} is not answering (circuit open)")
+        _IN_BREAKER.active = True
+        try:
+            return attempts()
+        except StoreUnavailableError as exc:
+            breaker.failure(exc)
+            raise
+        finally:
+            _IN_BREAKER.active = False
+    finally:
+        self._lock.release()
+
+
 def milvus_call(fn: _F) -> _F:
     """Map every Milvus failure of a store method to :class:`StoreUnavailableError`, once, here.
 
@@ -78,6 +178,12 @@ def milvus_call(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def wrapper(self: VectorStore, *args: Any, **kwargs: Any) -> Any:
+        breaker = _breaker_of(self)
+        if breaker is None or getattr(_IN_BREAKER, "active", False):  # nested calls: the outer one counts
+            return _attempts(self, *args, **kwargs)
+        return _guarded(self, breaker, lambda: _attempts(self, *args, **kwargs))
+
+    def _attempts(self: VectorStore, *args: Any, **kwargs: Any) -> Any:
         errors = _transport_errors()
         for attempt in (1, 2):
             try:
@@ -87,11 +193,15 @@ def milvus_call(fn: _F) -> _F:
             except errors as exc:
                 if attempt == 1 and "not loaded" in str(exc).lower() and self._reload():
                     continue
-                log.warning("Milvus call %s failed: %s", fn.__name__, str(exc).splitlines()[0][:300])
+                # INFO: the breaker's one WARNING per state change says it (issue 30: 60 lines an outage)
+                log.info("Milvus call %s failed: %s", fn.__name__, str(exc).splitlines()[0][:300])
                 raise StoreUnavailableError(f"Milvus at {self.uri} failed in {fn.__name__}: {exc}") from exc
         raise AssertionError("unreachable")
 
     return wrapper  # type: ignore[return-value]
+
+#: set while a thread is inside a breaker-guarded call (a guarded method calling another counts once)
+_IN_BREAKER = threading.local()
 
 MODEL_PROPERTY = "synesthete.model_id"
 META_PROPERTY = "synesthete.meta"
@@ -167,6 +277,8 @@ class VectorStore:
         self.timeout_s = timeout_s
         self._lock = threading.RLock()
         self.is_lite = _is_local(uri)
+        #: issue 30: a hung or gone server answers "unavailable" at once instead of per call after 30 s
+        self.breaker = StoreBreaker(uri)
         if self.is_lite:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -444,6 +556,10 @@ class VectorStore:
             self._ping(timeout_s)
         finally:
             self._lock.release()
+
+    def _probe(self) -> None:
+        """The breaker's probe: a ping with a short deadline (called inside the guarded call, so unguarded)."""
+        self._ping(BREAKER_PROBE_S)
 
     @milvus_call
     def _ping(self, timeout_s: float) -> None:

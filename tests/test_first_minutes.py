@@ -145,3 +145,16 @@ def test_try_next_names_a_command_the_shell_finds(monkeypatch, tmp_path) -> None
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.chdir(scripts.parent.parent)  # e.g. the project root: a relative path
     assert command_path("synesthete") == str((scripts / "synesthete").relative_to(scripts.parent.parent))
+
+
+def test_pymilvus_failures_are_not_logged_twice() -> None:
+    """Issue 30: pymilvus logged each failed RPC at ERROR with a traceback; the store logs state changes."""
+    import logging
+
+    from engine.startup import quiet_noisy_loggers
+
+    quiet_noisy_loggers(logging.INFO)
+    assert not logging.getLogger("pymilvus.decorators").isEnabledFor(logging.ERROR)
+    quiet_noisy_loggers(logging.DEBUG)
+    assert logging.getLogger("pymilvus.decorators").isEnabledFor(logging.ERROR)
+    quiet_noisy_loggers(logging.WARNING)

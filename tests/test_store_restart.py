@@ -56,3 +56,71 @@ def test_server_stopped_mid_run_gives_the_typed_error_and_recovers(tmp_path: Pat
         again.close()
     finally:
         srv.stop()
+
+
+def test_a_hung_store_fails_fast_logs_once_per_state_change_and_recovers(tmp_path: Path, caplog) -> None:
+    """Issue 30: while Milvus hangs (SIGSTOP) only the first call waits out the client timeout."""
+    import logging
+    import os
+    import signal
+
+    try:
+        srv = milvus_server.start(tmp_path / "srv")
+    except milvus_server.MilvusServerUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        store = VectorStore(srv.uri, "model-h", DIM, timeout_s=3.0)
+        store.ensure_collections()
+        vectors = fill(store, 3)
+        probe = np.stack([vectors[1001]])
+        assert store.search_tracks(probe, 1)[0][0].track_key == 1001
+        caplog.set_level(logging.INFO, logger="engine.store")
+        caplog.clear()
+        os.kill(srv.milvus_pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreUnavailableError):
+                store.search_tracks(probe, 1)  # the one call that waits (3 s here, 30 s by default)
+            for _ in range(5):
+                t0 = time.monotonic()
+                with pytest.raises(StoreUnavailableError):
+                    store.search_tracks(probe, 1)
+                assert time.monotonic() - t0 < 1.0  # open: at once
+        finally:
+            os.kill(srv.milvus_pid, signal.SIGCONT)
+        t_back = time.monotonic()
+        while True:
+            try:
+                assert store.search_tracks(probe, 1)[0][0].track_key == 1001
+                break
+            except StoreUnavailableError:
+                assert time.monotonic() - t_back < 10.0, "not answering 10 s after the store resumed"
+                time.sleep(0.5)
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "engine.store"]
+        assert [r.getMessage().split(" ", 4)[3] for r in warnings] == ["is", "answers"], \
+            [r.getMessage() for r in warnings]  # "... is not answering ...", "... answers again"
+        store.close()
+    finally:
+        srv.stop()
+
+
+def test_the_breaker_opens_on_an_outage_probes_once_and_closes() -> None:
+    from engine.store import StoreBreaker
+
+    now = [100.0]
+    b = StoreBreaker("http://m:19530", reset_s=5.0, clock=lambda: now[0])
+    assert b.admit() is False and not b.is_open
+    b.failure(StoreUnavailableError("down"))
+    with pytest.raises(StoreUnavailableError, match="circuit open"):
+        b.admit()
+    now[0] += 5.0
+    assert b.admit() is True  # the one probe
+    with pytest.raises(StoreUnavailableError):
+        b.admit()  # while it probes, the others still fail at once
+    b.failure(StoreUnavailableError("still down"))
+    now[0] += 4.9
+    with pytest.raises(StoreUnavailableError):
+        b.admit()
+    now[0] += 0.1
+    assert b.admit() is True
+    b.success()
+    assert b.state == "closed" and b.admit() is False
