@@ -237,11 +237,13 @@ class SynestheteBotBase(commands.bot.BotBase):
         another engine (``EngineClient``) does not check that engine's store: an outage there
         would make an orchestrator restart-loop a bot that can do nothing about it (issue 30).
         """
-        state = self.health()
-        engine_health = getattr(self.service, "health", None)
-        if engine_health is None:
-            return state
+        from engine.client import EngineClient
         from engine.service import HEALTH_TIMEOUT_S
+
+        state = self.health()
+        if isinstance(self.service, EngineClient):  # another process owns the engine (and its store)
+            return state
+        engine_health = self.service.health
 
         try:
             engine = await asyncio.wait_for(asyncio.to_thread(engine_health), timeout=HEALTH_TIMEOUT_S + 0.5)
@@ -474,11 +476,13 @@ class ShardedSynestheteBot(SynestheteBotBase, commands.AutoShardedBot):
         another engine (``EngineClient``) does not check that engine's store: an outage there
         would make an orchestrator restart-loop a bot that can do nothing about it (issue 30).
         """
-        state = self.health()
-        engine_health = getattr(self.service, "health", None)
-        if engine_health is None:
-            return state
+        from engine.client import EngineClient
         from engine.service import HEALTH_TIMEOUT_S
+
+        state = self.health()
+        if isinstance(self.service, EngineClient):  # another process owns the engine (and its store)
+            return state
+        engine_health = self.service.health
 
         try:
             engine = await asyncio.wait_for(asyncio.to_thread(engine_health), timeout=HEALTH_TIMEOUT_S + 0.5)

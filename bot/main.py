@@ -135,9 +135,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         service = EngineClient(settings)
         log.info("asking the engine at %s", settings.engine_url)
     else:
-        service = open_service("synesthete-bot", settings)
-        if service is None:
-            return EXIT_INTERNAL
+        service = open_service("synesthete-bot", settings)  # its errors: run_console's one rule
     try:
         bot = create_bot(settings, service)
         try:

@@ -68,6 +68,13 @@ class SynestheteAPI(Protocol):
         """Catalogue size, index and model facts (blocking)."""
         ...
 
+    def health(self) -> dict[str, Any]:
+        """Whether the engine can answer now (blocking, a few seconds at most): ``{"ok": bool, "store": ..., ...}``.
+
+        ``ok`` needs indexed tracks and a store that answers (``/healthz``; issue 30).
+        """
+        ...
+
     async def arecommend(self, source: AudioSource, k: int | None = None, diverse: bool = True,
                          filters: TrackFilter | None = None) -> Recommendation:
         """Identify a recording (when it is a catalogue song) and recommend ``k`` other tracks.

@@ -28,7 +28,7 @@ from datetime import UTC
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import StoreError, StoreLockedError
+from .errors import EmptyIndexError, StoreError, StoreLockedError
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class CatalogueDB:
         try:
             if read_only:
                 if not self.path.exists():
-                    raise StoreError(f"catalogue database {self.path} does not exist; build the index first")
+                    raise EmptyIndexError(f"catalogue database {self.path} does not exist; build the index first")
                 self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -151,6 +151,19 @@ class EngineClient:
             self._about = {**asyncio.run(self._request("GET", "/api/about")), "engine_url": self.url}
         return self._about
 
+    def health(self) -> dict[str, Any]:
+        """The engine's ``/healthz`` body, 200 or 503 alike; ``{"ok": False, "engine": why}`` when it does not answer."""
+        async def ask() -> dict[str, Any]:
+            try:
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3.0)) as session:
+                    async with session.get(self.url + "/healthz") as resp:
+                        body = await resp.json(content_type=None)
+                        return body if isinstance(body, dict) else {"ok": False, "engine": "unreadable answer"}
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                return {"ok": False, "engine": f"not reachable at {self.url} ({type(exc).__name__})"}
+
+        return asyncio.run(ask())
+
     async def arecommend(self, source: AudioSource, k: int | None = None, diverse: bool = True,
                          filters: TrackFilter | None = None) -> Recommendation:
         data = self._read_source(source)

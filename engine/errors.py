@@ -105,7 +105,7 @@ class IndexModelMismatchError(StoreError):
 
 class EmptyIndexError(StoreError):
     kind = "empty_index"
-    user_message = "The music catalogue is empty; build the index first."
+    user_message = "The music catalogue is empty: it hasn't been built yet."
 
 
 class TrackNotFoundError(SynestheteError):

@@ -318,14 +318,14 @@ class SynestheteService:
             "milvus": "milvus-lite" if self.store.is_lite else self.store.uri,
         }
 
-    def health(self, timeout_s: float = HEALTH_TIMEOUT_S) -> dict[str, Any]:
+    def health(self) -> dict[str, Any]:
         """Whether this engine can answer now: the catalogue has indexed tracks *and* the store answers.
 
         Returns ``{"ok", "tracks", "indexed_tracks", "model_id", "store"}``; ``store`` is
         ``"ok"`` or the reason it is not (one sentence).  Why the store too: counting the
         catalogue's SQLite rows said "ok" while Milvus was down and every search answered 503
         (issue 30), so an orchestrator kept a broken engine in service.  Bounded by
-        ``timeout_s`` (the store's ping), never by the store's 30-s client timeout.
+        :data:`HEALTH_TIMEOUT_S` (the store's ping), never by the store's 30-s client timeout.
         """
         from .errors import StoreError
 
@@ -333,7 +333,7 @@ class SynestheteService:
         out: dict[str, Any] = {"ok": False, "tracks": self.catalogue.count(), "indexed_tracks": indexed,
                                "model_id": self.model_id, "store": "ok"}
         try:
-            self.store.ping(timeout_s)
+            self.store.ping(HEALTH_TIMEOUT_S)
         except StoreError as exc:
             log.warning("health check: the store does not answer: %s", exc)
             out["store"] = exc.user_message

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ModelError, StoreError, StoreLockedError, SynestheteError
+from .errors import SynestheteError
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -36,8 +36,9 @@ EXIT_INTERRUPTED = 130
 INTERNAL_KINDS = frozenset({"internal", "model", "weights_unavailable", "store", "store_unavailable", "busy",
                             "query_timeout", "timeout", "engine_unavailable"})
 
-BUILD_HINT = ("Build the catalogue first: synesthete-index build --csv tracks.csv --audio DIR "
+BUILD_HINT = ("build it first: synesthete-index build --csv tracks.csv --audio DIR "
               "(or synesthete-index demo), then start again.")
+REBUILD_HINT = "Rebuild it: synesthete-index build --csv tracks.csv --audio DIR --rebuild (or synesthete-index demo)."
 MODEL_HINT = "Check SYNESTHETE_BACKBONE and the model cache (see README)."
 LOCKED_HINT = ("Another process (an engine, the bot, a build) holds the index: stop it, or let this one ask "
                "the running engine (SYNESTHETE_ENGINE_URL=http://host:port).")
@@ -67,6 +68,44 @@ def command_path(name: str) -> str:
         return str(script.relative_to(Path.cwd()))
     except ValueError:
         return str(script)
+
+
+def holder_of(data_dir: Path) -> str:
+    """Who holds the index in ``data_dir``, as words: the engine its engine.json names, a build, or unknown.
+
+    For the "held by another process" line (issue 30): naming the holder tells the person
+    what to stop, or that they can ask the running engine instead.
+    """
+    import json
+
+    try:
+        info = json.loads((Path(data_dir) / "engine.json").read_text())
+        os.kill(int(info["pid"]), 0)
+        return f"an engine serving {info['url']} (pid {int(info['pid'])})"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        pid = int((Path(data_dir) / "build.lock").read_text().split()[0])
+        os.kill(pid, 0)
+        return f"an index build (pid {pid})"
+    except (OSError, ValueError, IndexError):
+        return "another process (an engine, the bot or a build)"
+
+
+def hint_for(exc: SynestheteError, settings: Settings | None) -> str:
+    """The line after an error's sentence that says what to do (one place for every console script)."""
+    kind = exc.kind
+    if kind == "empty_index":
+        return BUILD_HINT
+    if kind == "model_mismatch":
+        return REBUILD_HINT
+    if kind in ("model", "weights_unavailable"):
+        return MODEL_HINT
+    if kind == "store_locked":
+        who = holder_of(settings.data_dir) if settings is not None else "another process"
+        return (f"held by {who}: stop it, or let this command ask the running engine "
+                "(SYNESTHETE_ENGINE_URL=http://host:port).")
+    return ""
 
 
 def closed_pipe() -> int:
@@ -157,6 +196,8 @@ def run_console(prog: str, parser: argparse.ArgumentParser, body: Callable[[argp
     except SynestheteError as exc:
         log.debug("%s failed", prog, exc_info=True)
         print(f"{prog}: {exc.user_message}", file=sys.stderr)
+        if hint := hint_for(exc, settings):
+            print(f"  {hint}", file=sys.stderr)
         if verbose:
             print(f"  detail: {exc}", file=sys.stderr)
         return exit_code(exc)
@@ -175,17 +216,15 @@ def run_console(prog: str, parser: argparse.ArgumentParser, body: Callable[[argp
         return EXIT_INTERNAL
 
 
-def open_service(prog: str, settings: Settings) -> SynestheteService | None:
-    """The engine over an existing index; prints what to do and returns None if it cannot open.
+def open_service(prog: str, settings: Settings) -> SynestheteService:
+    """The engine over an existing index, for the long-running front ends (bot, web).
 
-    For the long-running front ends (bot, web), whose caller turns None into exit code 1.
+    Raises the engine's typed error (never built: ``EmptyIndexError``; held by another
+    process: ``StoreLockedError``; ...): :func:`run_console` turns it into its sentence, the
+    hint of :func:`hint_for` and its exit code, the one rule of every console script
+    (it used to print here and exit 1 whatever the cause).  ``prog`` names the script in the log.
     """
     from .service import SynestheteService
 
-    try:
-        return SynestheteService(settings)
-    except SynestheteError as exc:
-        hint = (LOCKED_HINT if isinstance(exc, StoreLockedError) else BUILD_HINT if isinstance(exc, StoreError)
-                else MODEL_HINT if isinstance(exc, ModelError) else "")
-        print(f"{prog}: {exc.user_message}\n  detail: {exc}\n  {hint}".rstrip(), file=sys.stderr)
-        return None
+    log.debug("%s: opening the engine on %s", prog, settings.data_dir)
+    return SynestheteService(settings)

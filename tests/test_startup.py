@@ -11,7 +11,7 @@ import pytest
 
 from bot import main as bot_main
 from engine import cli as engine_cli
-from engine.errors import NotAudioError, StoreError
+from engine.errors import EmptyIndexError, NotAudioError, StoreError
 from engine.settings import Settings
 from engine.startup import (
     BUILD_HINT,
@@ -98,10 +98,43 @@ def test_the_installed_command_prints_no_traceback(tmp_path) -> None:
 
 
 def test_missing_index_says_build_first(tmp_path, capsys) -> None:
+    """Issue 30: never built is exit 2 with "build it first: ..." for every command (it was 1, "try again later")."""
     settings = Settings(data_dir=tmp_path / "empty", backbone="logmel")
-    assert open_service("prog", settings) is None
+    with pytest.raises(EmptyIndexError):
+        open_service("prog", settings)
+    env = tmp_path / "env"
+    env.write_text(f"SYNESTHETE_DATA_DIR={tmp_path / 'empty'}\nSYNESTHETE_BACKBONE=logmel\n")
+    for script, argv in (("synesthete", ["about"]), ("synesthete", ["serve", "--port", "1"]),
+                         ("synesthete-web", ["--port", "1"])):
+        main = engine_cli.main if script == "synesthete" else web_main.main
+        code = main(["--env-file", str(env), *argv])
+        err = capsys.readouterr().err
+        assert code == EXIT_USER_ERROR, (script, argv, err)
+        assert BUILD_HINT in err and "isn't available" not in err and MODEL_HINT not in err
+
+
+def test_an_index_held_by_another_process_is_exit_2_naming_the_holder(tmp_path, capsys) -> None:
+    import json
+
+    from engine.errors import StoreLockedError
+    from engine.startup import holder_of
+
+    (tmp_path / "engine.json").write_text(json.dumps({"url": "http://127.0.0.1:8080", "pid": os.getpid()}))
+    assert holder_of(tmp_path) == f"an engine serving http://127.0.0.1:8080 (pid {os.getpid()})"
+
+    def body(args, settings):
+        raise StoreLockedError("milvus-lite allows one process")
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir")
+    rc = run_console("prog", parser, body, [], overrides=lambda a: {"data_dir": tmp_path})
     err = capsys.readouterr().err
-    assert BUILD_HINT in err and "detail:" in err and MODEL_HINT not in err
+    assert rc == EXIT_USER_ERROR and f"held by an engine serving http://127.0.0.1:8080 (pid {os.getpid()})" in err
+    (tmp_path / "engine.json").unlink()
+    (tmp_path / "build.lock").write_text(f"{os.getpid()}\n")
+    assert holder_of(tmp_path) == f"an index build (pid {os.getpid()})"
+    (tmp_path / "build.lock").write_text("999999999\n")  # a stale lock file names nobody
+    assert holder_of(tmp_path) == "another process (an engine, the bot or a build)"
 
 
 def test_the_bot_asks_the_engine_named_by_engine_url(tmp_path, monkeypatch) -> None:

@@ -44,9 +44,7 @@ def serve(settings: Settings) -> int:
 
     from .app import create_app
 
-    service = open_service("synesthete-web", settings)
-    if service is None:
-        return EXIT_INTERNAL
+    service = open_service("synesthete-web", settings)  # its errors: run_console's one rule
     host, port = settings.web_host, settings.web_port
     try:
         if host not in ("127.0.0.1", "localhost", "::1"):

@@ -145,6 +145,10 @@ class StubService:
         hits = [SearchHit(t, 1.0) for t in self.tracks if q in fold(f"{t.name} {t.artist}")]
         return hits[: min(25, limit)]
 
+    def health(self) -> dict:
+        return {"ok": bool(self.tracks), "tracks": len(self.tracks), "indexed_tracks": len(self.tracks),
+                "model_id": self.model_id, "store": "ok"}
+
     def about(self) -> dict:
         return {"tracks": len(self.tracks), "indexed_tracks": len(self.tracks), "model_id": self.model_id,
                 "backbone": "stub", "head_trained": False, "index_built": "2024-01-01T00:00:00Z",

@@ -119,11 +119,11 @@ def test_main_with_bad_setting_never_prints_the_token(tmp_path, monkeypatch, cap
     out = capsys.readouterr()
     assert rc == 2 and "SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES" in out.err
     assert TOKEN not in out.err + out.out
-    # no catalogue built yet: a clear sentence, exit 1, still no token
+    # no catalogue built yet: a clear sentence, exit 2 (issue 30: one rule, the person can fix it), no token
     monkeypatch.delenv("SYNESTHETE_BOT_MAX_ATTACHMENT_BYTES")
     rc = bot_main.main(["--env-file", os.devnull])
     out = capsys.readouterr()
-    assert rc == 1 and "Build the catalogue first" in out.err and TOKEN not in out.err + out.out
+    assert rc == 2 and "build it first" in out.err and TOKEN not in out.err + out.out
 
 
 def test_export_feedback_command(tmp_path, monkeypatch, capsys):
@@ -293,10 +293,16 @@ def test_main_refuses_shard_ids_without_a_count(tmp_path, monkeypatch, capsys):
 
 async def test_health_checks_the_store_only_when_the_bot_owns_the_engine(make_bot, monkeypatch):
     """Issue 30: with --with-web a dead store makes the bot unhealthy; as another engine's client it does not."""
+    from engine.client import EngineClient
+
     bot = await make_bot()
     monkeypatch.setattr(bot, "is_ready", lambda: True)
-    client_state = await bot.health_check()  # the tests' service has no health(): an engine's client
+    owned = bot.service
+    bot.service = EngineClient(bot.settings, "http://127.0.0.1:9")  # a client: the engine's store is not ours
+    bot.service._about = {"model_id": owned.model_id}  # what it would have asked the engine
+    client_state = await bot.health_check()
     assert client_state["ok"] is True and "store" not in client_state
+    bot.service = owned
 
     def down():
         return {"ok": False, "store": "The music index isn't available right now; please try again later."}
