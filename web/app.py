@@ -21,6 +21,7 @@ import asyncio
 import hmac
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -104,20 +105,53 @@ def status_for(exc: SynestheteError) -> int:
     return 500
 
 
-def error_body(exc: BaseException) -> dict[str, Any]:
+def error_body(exc: BaseException, retry_after: int | None = None) -> dict[str, Any]:
     if isinstance(exc, SynestheteError):
-        return {"kind": exc.kind, "message": exc.user_message}
+        return {"kind": exc.kind, "message": with_retry_words(exc.user_message, retry_after)}
     return {"kind": "internal", "message": SynestheteError.user_message}
+
+
+#: the time a sentence promises ("please try again in a minute", "please wait a few seconds and try again")
+_WHEN = re.compile(r"please (?:wait [^;.]*? and )?try again(?: (?:in a moment|in a minute|later|shortly))?"
+                   r"(?=[.;]|$)")
+
+
+def retry_words(seconds: int) -> str:
+    """``Retry-After`` seconds as a person says them: "in a few seconds", "in about 30 seconds", "in a minute"."""
+    if seconds <= 5:
+        return "in a few seconds"
+    if seconds < 50:
+        return f"in about {seconds} seconds"
+    if seconds <= 90:
+        return "in a minute"
+    return f"in about {round(seconds / 60)} minutes"
+
+
+def with_retry_words(message: str, retry_after: int | None) -> str:
+    """The sentence with its promised wait made from the ``Retry-After`` it is sent with (issue 30).
+
+    Why: the 429 said "wait a few seconds" beside ``Retry-After: 30`` and the 503 "in a minute"
+    beside ``Retry-After: 10``.  A sentence that promises no time is left as it is.
+    """
+    if retry_after is None:
+        return message
+    return _WHEN.sub(f"please try again {retry_words(retry_after)}", message, count=1)
+
+
+def retry_after_for(exc: BaseException, status: int) -> int | None:
+    """The ``Retry-After`` seconds of an error response, or None (one place for header and sentence)."""
+    if isinstance(exc, RateLimited):
+        return max(1, math.ceil(exc.retry_after))
+    if isinstance(exc, SynestheteError) and status == 503:
+        return RETRY_AFTER_S.get(exc.kind, 10)
+    return None
 
 
 def error_response(exc: BaseException) -> web.Response:
     status = status_for(exc) if isinstance(exc, SynestheteError) else 500
-    headers = {}
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    elif isinstance(exc, SynestheteError) and status == 503:
-        headers["Retry-After"] = str(RETRY_AFTER_S.get(exc.kind, 10))
-    return web.json_response({"error": error_body(exc)}, status=status, headers=headers)
+    retry = retry_after_for(exc, status)
+    headers = {"Retry-After": str(retry)} if retry is not None else {}
+    return web.json_response({"error": error_body(exc, retry)}, status=status, headers=headers)
 
 
 # ---- middlewares --------------------------------------------------------------------------

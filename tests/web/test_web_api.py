@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from engine.errors import BusyError
 from tests import audiogen
 from tests.web.conftest import SR, TRACKS, track_id
-from web.app import create_app
+from web.app import create_app, retry_words
 
 
 @asynccontextmanager
@@ -142,8 +142,10 @@ async def test_429_rate_limit_with_retry_after(service, web_settings) -> None:
     async with client_for(service, tight) as c:
         await err(await c.post("/api/recommend", data=b""), 422, "empty")  # takes the one token
         r = await c.post("/api/recommend", data=b"")
-        await err(r, 429, "rate_limited")
+        body = await err(r, 429, "rate_limited")
         assert 1 <= int(r.headers["Retry-After"]) <= 30
+        # issue 30: the sentence is made from the header (it said "a few seconds" beside 30)
+        assert body["error"]["message"].endswith(f"please try again {retry_words(int(r.headers['Retry-After']))}.")
         assert (await c.get("/api/search?q=neon")).status == 200
         assert (await c.get("/api/search?q=neon")).status == 200
         r = await c.get("/api/search?q=neon")
@@ -158,8 +160,8 @@ async def test_503_busy_with_retry_after(service, monkeypatch, web_corpus) -> No
     monkeypatch.setattr(service, "arecommend", busy)
     async with client_for(service) as c:
         r = await c.post("/api/recommend", data=web_corpus["query_ogg"].read_bytes())
-        await err(r, 503, "busy")
-        assert r.headers["Retry-After"] == "2"
+        body = await err(r, 503, "busy")
+        assert r.headers["Retry-After"] == "2" and body["error"]["message"].endswith("please try again in a few seconds.")
 
 
 async def test_never_500_for_garbage(service) -> None:
@@ -313,3 +315,22 @@ async def test_real_engine_wrappers_time_out_and_refuse_when_full(service, web_s
                                    return_exceptions=True)
     assert sum(isinstance(r, BusyError) for r in results) == 1
     assert sum(r is None for r in results) == slots
+
+
+def test_the_promised_wait_is_the_retry_after_header() -> None:
+    from engine.errors import StoreError, StoreUnavailableError
+    from web.app import RateLimited, error_body, retry_after_for, with_retry_words
+
+    assert [retry_words(s) for s in (1, 5, 10, 30, 60, 90, 300)] == [
+        "in a few seconds", "in a few seconds", "in about 10 seconds", "in about 30 seconds", "in a minute",
+        "in a minute", "in about 5 minutes"]
+    store = StoreUnavailableError("down")  # "... please try again in a minute." beside Retry-After: 10
+    assert retry_after_for(store, 503) == 10
+    assert error_body(store, 10)["message"] == "The music index isn't available right now; please try again in about 10 seconds."
+    assert error_body(StoreError("x"), 10)["message"].endswith("please try again in about 10 seconds.")
+    limited = RateLimited(29.2)
+    assert retry_after_for(limited, 429) == 30
+    assert error_body(limited, 30)["message"] == "You're going a bit fast; please try again in about 30 seconds."
+    # a sentence that promises no time is left alone
+    assert with_retry_words("That took too long; please try again with a shorter clip.", 5) == \
+        "That took too long; please try again with a shorter clip."
