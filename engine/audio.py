@@ -64,8 +64,15 @@ DC_ARTEFACT_DB = 25.0
 #: Codecs measured to leave such junk (ffmpeg names); mp3, Opus, FLAC and PCM leave none.
 DC_JUNK_CODECS = frozenset({"aac"})
 #: A mono mix this far (dB) below its louder channel means the channels cancel (a mono
-#: source stored as stereo with one channel inverted): the louder channel is used instead.
+#: source stored as stereo with one channel inverted): the louder channel is used instead
+#: (more than two channels; two channels: :data:`POLARITY_MARGIN_DB`).
 CANCELLING_MIX_DB = 20.0
+#: Stereo whose side (L - R)/2 is this much (dB) louder than its mid (L + R)/2 has one channel's
+#: polarity inverted: the side *is* the intended mono mix.  Measured on 144 real stereo tracks of
+#: the dev corpora (first 60 s): mid over side 6.5 dB median, never below -1.5 dB; with the right
+#: channel inverted, 85% of them have the side >= 2 dB louder (and are recovered exactly); at
+#: 0 dB 2% of untouched tracks would switch, at 2 dB none (bench: docs/identification.md).
+POLARITY_MARGIN_DB = 2.0
 
 # Signatures of common files that are certainly not audio.  ffprobe would also
 # refuse most of them, but it happily "decodes" text as an ANSI-art video and
@@ -240,6 +247,8 @@ def to_mono(channels: np.ndarray) -> np.ndarray:
     """
     if channels.shape[0] == 1:
         return np.ascontiguousarray(channels[0], dtype=np.float32)
+    if channels.shape[0] == 2:
+        return _stereo_to_mono(channels)
     sub = channels[:, ::8].astype(np.float64)
     power = sub.var(axis=1)
     loudest = int(np.argmax(power))
@@ -253,6 +262,29 @@ def to_mono(channels: np.ndarray) -> np.ndarray:
         mix += row
     mix *= np.float32(1.0 / channels.shape[0])
     return mix
+
+
+def _stereo_to_mono(channels: np.ndarray) -> np.ndarray:
+    """The mid (L + R)/2, or the side (L - R)/2 when one channel's polarity is inverted.
+
+    Why: a mix with its right channel inverted (a wiring or export mistake, issue 30) has
+    as its "mid" the original's side signal, ~6.5 dB down and not the music's landmarks;
+    its side is exactly the original mid.  A fully anti-phase pair (a mono source stored
+    with one channel inverted) is the extreme case: the side is that source.  The test is
+    the powers of mid and side on every 8th sample (variances: DC does not count), with
+    :data:`POLARITY_MARGIN_DB` so ordinary wide stereo never switches.
+    """
+    left, right = channels[0].astype(np.float32), channels[1].astype(np.float32)
+    sub_l, sub_r = left[::8].astype(np.float64), right[::8].astype(np.float64)
+    mid_power, side_power = float(((sub_l + sub_r) / 2).var()), float(((sub_l - sub_r) / 2).var())
+    if side_power > 0 and side_power >= mid_power * 10 ** (POLARITY_MARGIN_DB / 10):
+        log.info("one channel's polarity is inverted (the side is %.1f dB above the mid): using the side",
+                 10 * np.log10(side_power / max(mid_power, 1e-30)))
+        out = left - right
+    else:
+        out = left + right
+    out *= np.float32(0.5)
+    return out
 
 
 def frame_rms_db(samples: np.ndarray, sample_rate: int, frame_s: float = 0.05) -> np.ndarray:

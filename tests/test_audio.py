@@ -114,12 +114,38 @@ def test_stereo_whose_channels_cancel_uses_one_channel(tmp_path: Path, music: np
     assert abs(np.corrcoef(reference[:n], out.samples[:n])[0, 1]) > 0.95
 
 
-def test_to_mono_mixes_ordinary_stereo_and_keeps_the_louder_of_cancelling_channels() -> None:
+def test_to_mono_mixes_ordinary_stereo_and_recovers_an_inverted_channel() -> None:
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((2, 1000)).astype(np.float32)
-    assert np.allclose(audio.to_mono(np.stack([a, b])), (a + b) / 2)
-    assert np.allclose(audio.to_mono(np.stack([0.5 * a, -0.45 * a])), 0.5 * a)  # mix 20 dB+ down
+    assert np.allclose(audio.to_mono(np.stack([a, b])), (a + b) / 2)  # uncorrelated: mid and side alike
+    assert np.allclose(audio.to_mono(np.stack([0.5 * a, -0.45 * a])), 0.475 * a)  # anti-phase: the side
     assert np.allclose(audio.to_mono(np.stack([a, 0 * a])), a / 2)  # one silent channel: still a mix
+    # issue 30: a real-like mix (a centre-panned source + a little width) with its right channel inverted
+    centre, width = rng.standard_normal((2, 4000)).astype(np.float32)
+    left, right = centre + 0.3 * width, centre - 0.3 * width
+    assert np.allclose(audio.to_mono(np.stack([left, right])), centre, atol=1e-5)
+    assert np.allclose(audio.to_mono(np.stack([left, -right])), centre, atol=1e-5)  # the mix it was
+    assert np.allclose(audio.to_mono(np.stack([-left, right])), -centre, atol=1e-5)  # polarity: no matter
+    three = np.stack([0.5 * a, -0.45 * a, 0 * a])  # more channels: the louder of cancelling ones
+    assert np.allclose(audio.to_mono(three), 0.5 * a)
+
+
+def test_a_mix_with_one_channel_inverted_is_identified_like_the_original(tmp_path: Path, music: np.ndarray) -> None:
+    """Regression (issue 30): ffmpeg's pan=stereo|c0=c0|c1=-1*c1 on a mix; its mono mix lands ~6.5 dB down."""
+    from engine.fingerprint.landmarks import extract_landmarks
+
+    rng = np.random.default_rng(7)
+    side = np.convolve(rng.standard_normal(len(music)), np.ones(8) / 8, "same").astype(np.float32) * 0.2
+    mix = _encode_stereo(music + side, music - side, tmp_path / "mix.wav", FORMATS["wav"])
+    flipped = tmp_path / "flipped.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(mix), "-af", "pan=stereo|c0=c0|c1=-1*c1", str(flipped)],
+                   check=True)
+    ref, got = decode(mix, 16000).samples, decode(flipped, 16000).samples
+    n = min(len(ref), len(got))
+    assert np.corrcoef(ref[:n], got[:n])[0, 1] > 0.99
+    h_ref, _ = extract_landmarks(ref, 16000)
+    h_got, _ = extract_landmarks(got, 16000)
+    assert len(set(h_ref.tolist()) & set(h_got.tolist())) > 0.8 * len(set(h_ref.tolist()))
 
 
 def test_empty(tmp_path: Path) -> None:
