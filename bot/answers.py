@@ -53,6 +53,8 @@ class Answer:
     created_at: float = field(default_factory=time.time)
     #: False for an answer stored before the pool was (schema v0): with no seed it cannot page
     pool_kept: bool = True
+    #: the engine's hedged guess when nothing was identified (might_be_of in the engine's service module)
+    might_be: Track | None = None
 
     @classmethod
     def from_recommendation(cls, rec: Recommendation, *, answer_id: str, flow: str, query: str, page_size: int,
@@ -61,7 +63,8 @@ class Answer:
         seed = rec.seed or (rec.identified.track if rec.identified else None)
         return cls(answer_id, flow, query, rec.model_id, rec.identified, seed, list(rec.results[:page_size]), 0,
                    list(rec.results[page_size:]), seconds, **who, kind=kind,
-                   filters=filters if filters is not None and filters.active else None)
+                   filters=filters if filters is not None and filters.active else None,
+                   might_be=getattr(rec, "might_be", None))
 
     @property
     def has_more(self) -> bool:

@@ -58,6 +58,9 @@ def answer_embed(answer: Answer) -> discord.Embed:
         title = "🎧 Songs that sound like your clip"
         head = "I don't know this recording, but here is what it sounds like."
         url, sub = None, ""
+        if answer.might_be is not None:
+            head = (f"It might be **{_md(answer.might_be.title, 200)}** ([Spotify]({answer.might_be.link})), "
+                    "but I'm not sure. Here is what it sounds like.")
     if answer.offset:
         title = clip(title + f" (more, {answer.offset + 1}–{answer.offset + len(answer.results)})", 256)
     lines = [track_line(answer.offset + i + 1, r) for i, r in enumerate(answer.results)]

@@ -98,10 +98,14 @@ class Recommendation:
     query_seconds: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     model_id: str = ""
+    #: not identified, but the landmarks' best candidate is also the nearest track: "might be X"
+    #: (shown hedged, and left out of the recommendations: never X recommended to itself)
+    might_be: Track | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "identified": self.identified.to_dict() if self.identified else None,
+            "might_be": self.might_be.to_dict() if self.might_be else None,
             "seed": self.seed.to_dict() if self.seed else None,
             "results": [r.to_dict() for r in self.results],
             "query_seconds": self.query_seconds,
@@ -115,7 +119,8 @@ class Recommendation:
         return cls(Identification.from_dict(d["identified"]) if d.get("identified") else None,
                    [ScoredTrack.from_dict(r) for r in d.get("results", [])],
                    Track.from_dict(d["seed"]) if d.get("seed") else None, d.get("query_seconds"),
-                   dict(d.get("timings_ms") or {}), d.get("model_id", ""))
+                   dict(d.get("timings_ms") or {}), d.get("model_id", ""),
+                   Track.from_dict(d["might_be"]) if d.get("might_be") else None)
 
 
 #: nearest tracks the discovery rule chooses from (enough for five artists in a catalogue of
@@ -244,12 +249,16 @@ class SynestheteService:
             exclude = {identified.track.track_key}
         else:
             seed, exclude = self.query_track_vector(emb), set()
-        results = self._neighbours(seed, k, exclude, identified.track if identified else None, diverse, filters)
+        # unidentified: one extra, in case the first is the played song itself (might_be_of)
+        results = self._neighbours(seed, k + (identified is None), exclude, identified.track if identified else None,
+                                   diverse, filters)
+        might_be = might_be_of(identified, fp_matches, results)
+        results = [r for r in results if might_be is None or r.track.track_key != might_be.track_key][:k]
         results = by_similarity_in_pages(results, self.settings.top_k, lambda r: r.similarity)
         self._annotate(results, identified.track if identified else None, emb, decoded)
         timings["search"] = (time.perf_counter() - t3) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        return Recommendation(identified, results, None, decoded.duration_s, timings, self.model_id)
+        return Recommendation(identified, results, None, decoded.duration_s, timings, self.model_id, might_be)
 
     def query_track_vector(self, emb: Embedding) -> np.ndarray:
         """The recording's track vector in the space of the catalogue's track vectors."""
@@ -484,6 +493,20 @@ class SynestheteService:
             ranked.append(ScoredTrack(t, h.similarity))
         return diversify(ranked, k, lambda r: r.track.artist, per_artist=per_artist,
                          seed_artist=seed.artist if seed is not None else None)
+
+
+def might_be_of(identified: Identification | None, fp_matches: list[Any], results: list[ScoredTrack]) -> Track | None:
+    """The track a recording *might* be: nothing identified, yet its nearest track is the landmarks' best candidate.
+
+    Two independent opinions (the similarity search and the landmark offset histogram) name
+    the same song, too weakly to say "sounds like" (the calibrated rule said no); recommending
+    that song to itself as #1 (measured: at 0.575 similarity, issue 30) would be the product
+    contradicting itself, so it is named hedged instead and left out of the answers.
+    """
+    if identified is not None or not fp_matches or not results:
+        return None
+    best = fp_matches[0].track_key
+    return results[0].track if results[0].track.track_key == best else None
 
 
 def load_similarity(settings: Settings, catalogue: CatalogueDB):

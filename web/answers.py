@@ -22,6 +22,7 @@ def public_answer(rec: Any) -> dict[str, Any]:
     """``Recommendation.to_dict()`` without server-side details."""
     d = rec.to_dict()
     d["identified"] = public_track(d.get("identified"))
+    d["might_be"] = public_track(d.get("might_be"))
     d["seed"] = public_track(d.get("seed"))
     d["results"] = [public_track(t) for t in d.get("results", [])]
     return d

@@ -117,6 +117,10 @@
         guess ? "Could be " : "Sounds like ", el("b", { text: id.name }), ` by ${id.artist || "an unknown artist"}`),
         el("span", { class: "sub", text: `${Math.round(id.confidence * 100)}% sure` +
           (heard ? ` after ${heard.toFixed(0)} s` : "") + " · five more that feel like it:" }));
+    } else if (ans.might_be && !guess) {
+      ui.headline.append(el("div", { class: "might-be" }, "Might be ", el("b", { text: ans.might_be.name }),
+        ` by ${ans.might_be.artist || "an unknown artist"} (not sure)`),
+        el("span", { class: "sub", text: "These sound like it:" }));
     } else if (ans.seed) {
       ui.headline.append(el("div", { class: "seed" }, "Like ", el("b", { text: ans.seed.name }),
         ` by ${ans.seed.artist || "an unknown artist"}:`));
