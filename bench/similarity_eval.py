@@ -101,6 +101,10 @@ def load(corpus: Path, feats_dir: Path, max_patches: int = 0) -> Corpus:
     for t in ids:
         with np.load(feats_dir / f"{t}.npz") as z:
             feats.append({k: (z[k] if k == "mfcc_stats" else _spread_rows(z[k], max_patches)) for k in z.files})
+    artists = {rows[t]["artist"] for t in ids}
+    if len(ids) < 3 or len(artists) < 2:  # a fold needs other artists to fit on, P@5 needs neighbours
+        raise SystemExit(f"{corpus}: {len(ids)} tracks by {len(artists)} artists with features; leave-artists-out "
+                         "folds need at least 3 tracks by 2 artists")
     patches = float(np.mean([len(f["msd_mean_pool"]) for f in feats]))
     return Corpus(corpus.name, corpus, ids, [rows[t]["artist"] for t in ids], [rows[t]["genres"] for t in ids],
                   feats, patches)
@@ -193,31 +197,41 @@ def musly_similarities(c: Corpus, cache: Path) -> np.ndarray:
     import pymusly
 
     from engine.audio import decode, limits_from_settings
+    from engine.errors import SynestheteError
     from engine.settings import Settings
 
     jb = pymusly.MuslyJukebox("timbre")
     stored: dict[str, bytes] = {}
     if cache.exists():
         with np.load(cache) as z:
-            stored = {k: z[k].tobytes() for k in z.files}
+            stored = {k: z[k].tobytes() for k in z.files}  # b"": analysed before and failed
     missing = [t for t in c.ids if t not in stored]
     if missing:
         limits = limits_from_settings(Settings.from_env(), for_catalogue=True)
         for k, t in enumerate(missing, 1):
             src = next((c.path / "catalogue").glob(f"{t}.*"))
-            audio = decode(src, 22050, limits).samples
-            stored[t] = bytes(jb.serialize_track(jb.track_from_audiodata(audio.astype(np.float32).tolist())))
+            try:
+                audio = decode(src, 22050, limits).samples
+                stored[t] = bytes(jb.serialize_track(jb.track_from_audiodata(audio.astype(np.float32).tolist())))
+            except (SynestheteError, pymusly.MuslyError) as exc:  # silent, too short, undecodable
+                print(f"  musly: {t} not analysed ({type(exc).__name__}: {exc}); it is nobody's neighbour",
+                      flush=True)
+                stored[t] = b""  # remembered as failed: not analysed again
             if k % 25 == 0:
                 print(f"  musly: {k}/{len(missing)} tracks of {c.name} analysed", flush=True)
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, **{k: np.frombuffer(v, np.uint8) for k, v in stored.items()})
         tmp.replace(cache)
-    tracks = [jb.deserialize_track(stored[t]) for t in c.ids]
+    ok = [i for i, t in enumerate(c.ids) if stored.get(t)]
+    tracks = [jb.deserialize_track(stored[c.ids[i]]) for i in ok]
+    if len(tracks) < 2:
+        raise SystemExit(f"musly analysed {len(tracks)} tracks of {c.name}: nothing to compare (--no-musly)")
     jb.set_style(tracks)
     pairs = list(zip(range(len(tracks)), tracks))
     jb.add_tracks(pairs)
-    dist = np.array([jb.compute_similarity(p, pairs) for p in pairs], np.float64)
-    return -dist
+    sims = np.full((len(c.ids), len(c.ids)), -np.inf)  # a track Musly could not analyse: nobody's neighbour
+    sims[np.ix_(ok, ok)] = -np.array([jb.compute_similarity(p, pairs) for p in pairs], np.float64)
+    return sims
 
 
 def _report(out: np.ndarray | tuple[str, np.ndarray], c: Corpus, queries: np.ndarray | None) -> dict:
@@ -319,7 +333,7 @@ def run(args: argparse.Namespace) -> dict:
         if folds:
             mean["min_fold_ratio"] = min(folds)
         ok = passes([r["ratio"] for r in per], folds)
-        eligible = name.startswith(("msd", "default"))  # a musicnn-only method can be the default
+        eligible = not name.startswith(("mfcc", "musly"))  # peers, never the default: only musicnn methods
         summary[name] = {**mean, "worst_ratio": min(r["ratio"] for r in per), "passes": ok and eligible}
         print(_line(name, mean, mean["ratio"]) + f"  {summary[name]['worst_ratio']:5.2f}x      "
               f"{'yes' if ok and eligible else '-'}")

@@ -115,3 +115,15 @@ def test_musly_scores_real_audio(se, tmp_path: Path) -> None:
     assert sims.shape == (4, 4) and cache.exists()
     assert sims[0, 1] > sims[0, 2] and sims[2, 3] > sims[2, 0]  # the same synthetic piece is closest
     assert np.allclose(se.musly_similarities(c, cache), sims)  # from the cache, the same answer
+    # bad input: a silent track is reported and nobody's neighbour, the others still compared
+    encode(np.zeros(SR * 5, np.float32), corpus / "catalogue" / "silent.mp3", SR)
+    c2 = se.Corpus("m", corpus, [*ids, "silent"], ["x", "x", "y", "y", "z"], [set()] * 5, [])
+    sims2 = se.musly_similarities(c2, cache)
+    assert np.all(np.isneginf(sims2[4])) and np.all(np.isneginf(sims2[:, 4]))
+    assert np.allclose(sims2[:4, :4], sims)
+
+
+def test_a_corpus_too_small_for_folds_is_refused_in_one_sentence(se, tmp_path: Path) -> None:
+    corpus, feats = _corpus(tmp_path, "tiny", 3, artists=1, per=2)
+    with pytest.raises(SystemExit, match="at least 3 tracks by 2 artists"):
+        se.run(_args([(corpus, feats)]))
