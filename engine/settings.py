@@ -106,10 +106,12 @@ class Settings:
     #: Database-side augmentation of track vectors: neighbours averaged in (0 = off).
     similarity_dba_k: int = 0
     #: Which musicnn models give the similarity descriptors (backbone musicnn): msd, or msd+mtt
-    #: (MTT run beside MSD on the same patches; ~2x the backbone's cost).  docs/quality.md.
-    similarity_models: SimilarityModels = "msd"
+    #: (MTT run beside MSD on the same patches; ~2x the backbone's cost).  docs/quality.md: chosen
+    #: on two corpora by the worst one (issue 29).
+    similarity_models: SimilarityModels = "msd+mtt"
     #: Weight of the spread (std over segments) of mean_pool beside a mean block (pooled; 0 = left out).
-    similarity_spread_weight: float = 1.0
+    #: Below the means': the statistic most specific to one catalogue's production (docs/quality.md).
+    similarity_spread_weight: float = 0.5
     #: torch intra-op threads per worker (0 = torch default).
     torch_threads: int = 0
 

@@ -293,10 +293,20 @@ def fit_from_stats(means: np.ndarray, stds: np.ndarray, cfg: SimilarityConfig,
     else:
         enc_sup = None
     enc.meta = {"trained": len(means) >= MIN_TRACKS, "n_tracks": int(len(means)), "supervised": enc_sup,
-                "method": "pooled musicnn statistics (mean+std, penultimate) + PCA, fitted on the catalogue",
+                "method": pooled_method_text(cfg),
                 "n_components": enc.n_components, "explained_variance": round(float(ratio), 4),
                 "created": datetime.now(UTC).isoformat(timespec="seconds")}
     return enc
+
+
+def pooled_method_text(cfg: SimilarityConfig) -> str:
+    """What ``about`` says of a pooled model: its backbones and blocks, e.g.
+    ``pooled musicnn MSD+MTT statistics (mean_pool mean + spread x0.5, penultimate means) + PCA, ...``."""
+    models = ["MSD"] + sorted({n.split("_", 1)[0].upper() for n, _ in cfg.blocks[1:] if n.startswith("mtt_")})
+    spread = "" if cfg.spread_weight == 0 else (" + spread" if cfg.spread_weight == 1 else
+                                                 f" + spread x{cfg.spread_weight:g}")
+    return (f"pooled musicnn {'+'.join(models)} statistics (mean_pool mean{spread}, penultimate means) + PCA, "
+            "fitted on the catalogue")
 
 
 def _with_genre_block(zc: np.ndarray, proj: np.ndarray, labels: list[str], cfg: SimilarityConfig

@@ -244,3 +244,17 @@ def test_mtt_beside_msd_reads_the_same_patches(backbone: MusicnnBackbone, cache_
     mtt = MusicnnBackbone(cache_dir, dataset="MTT").outputs(audio, 3.0)
     np.testing.assert_allclose(pair.descriptors[:, 953:1706], mtt.mean_pool.numpy(), rtol=1e-5, atol=1e-6)
     assert both.model_id.startswith(backbone.model_id + "+mtt:") and both.model_id != backbone.model_id
+
+
+def test_at_a_dense_hop_the_companion_reads_non_overlapping_patches(backbone: MusicnnBackbone, cache_dir: Path) -> None:
+    """The query's 1.5-s hop: MTT runs on every 2nd patch (its statistics' grid), rows repeated to align."""
+    if find_checkpoint("MTT") is None:
+        pytest.skip("no MTT checkpoint")
+    both = MusicnnBackbone(cache_dir, companions=("MTT",))
+    audio = loud_music(10.5)
+    pair = both.analyse(audio, 1.5)
+    n = backbone.n_patches(len(audio), 1.5)
+    assert pair.descriptors.shape == (n, 1906)
+    mtt = MusicnnBackbone(cache_dir, dataset="MTT").outputs(audio, 3.0).mean_pool.numpy()
+    want = np.repeat(mtt, 2, axis=0)[:n]
+    np.testing.assert_allclose(pair.descriptors[:, 953:1706], want, rtol=1e-4, atol=1e-5)

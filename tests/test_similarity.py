@@ -231,10 +231,23 @@ def test_the_both_models_setting_runs_mtt_beside_msd(tmp_path):
     from engine.settings import Settings
 
     base = Settings(data_dir=tmp_path, model_cache_dir=tmp_path)
-    assert make_backbone(base).companions == ()
-    both = make_backbone(base.replace(similarity_models="msd+mtt"))
+    assert base.similarity_models == "msd+mtt" and base.similarity_spread_weight == 0.5  # issue 29's default
+    assert make_backbone(base.replace(similarity_models="msd")).companions == ()
+    both = make_backbone(base)
     assert [c.dataset for c in both.companions] == ["MTT"] and len(both.descriptor_layout) == 4
     with pytest.raises(ValueError, match="SIMILARITY_MODELS"):
         base.replace(similarity_models="mtt")
     with pytest.raises(ValueError, match="SIMILARITY_SPREAD_WEIGHT"):
         base.replace(similarity_spread_weight=5.0)
+
+
+def test_without_mtt_weights_the_default_falls_back_to_msd_and_says_so(tmp_path, monkeypatch, caplog):
+    """Issue 29, bad input: the MTT checkpoint missing from the wheel: the plain MSD vector, named."""
+    import engine.features.musicnn as musicnn
+    from engine.features import make_backbone
+    from engine.settings import Settings
+
+    monkeypatch.setattr(musicnn, "find_checkpoint", lambda dataset="MSD": None if dataset == "MTT" else "x")
+    with caplog.at_level("WARNING", logger="engine.features"):
+        bb = make_backbone(Settings(data_dir=tmp_path, model_cache_dir=tmp_path))
+    assert bb.companions == () and "MTT weights are missing" in caplog.text

@@ -372,6 +372,12 @@ def musicnn_log_mel(mel: MelSpectrogram, audio: np.ndarray) -> torch.Tensor:
 # --------------------------------------------------------------------------- backbone
 
 
+#: Hop (s) at which companion models (MTT beside MSD) read patches: the patch length, so their
+#: patches do not overlap.  At the query's 1.5-s hop this halves their cost (issue 29:
+#: a 10-s note's embedding 155 -> ~120 ms) for statistics the catalogue computes on this grid anyway.
+COMPANION_HOP_S = 3.0
+
+
 class MusicnnBackbone(Backbone):
     """Pretrained musicnn as a frozen feature extractor (default: MSD, ``mean_pool``, 753-d).
 
@@ -586,9 +592,12 @@ class MusicnnBackbone(Backbone):
         out = self.outputs_of_patches(x)
         feats = getattr(out, self.layer).numpy().astype(np.float32, copy=False)
         parts = [out.mean_pool, out.penultimate]
+        # companions only feed track statistics: non-overlapping patches are enough (the catalogue's
+        # 3-s grid), so at a denser query hop they read every k-th patch, rows repeated to align
+        stride = max(1, round(COMPANION_HOP_S / hop_seconds))
         for c in self.companions:
-            o = c.outputs_of_patches(x)
-            parts += [o.mean_pool, o.penultimate]
+            o = c.outputs_of_patches(x[::stride])
+            parts += [torch.repeat_interleave(t, stride, dim=0)[: len(x)] for t in (o.mean_pool, o.penultimate)]
         desc = torch.cat(parts, dim=1).numpy().astype(np.float32, copy=False)
         return SegmentAnalysis(feats, desc, out.taggram.numpy().astype(np.float32, copy=False))
 
