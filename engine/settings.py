@@ -29,7 +29,7 @@ Backbone = Literal["musicnn", "openl3", "logmel"]
 IndexType = Literal["auto", "FLAT", "IVF_FLAT", "HNSW"]
 FingerprintBackend = Literal["sqlite", "milvus"]
 SimilarityMethod = Literal["pooled", "lda", "off"]
-SupervisedTerm = Literal["none", "genre"]
+SupervisedTerm = Literal["none", "genre", "artist"]
 SimilarityModels = Literal["msd", "msd+mtt"]
 WatchMode = Literal["all", "allowlist", "mention"]
 SyncMode = Literal["auto", "always", "never"]
@@ -99,7 +99,7 @@ class Settings:
     #: Similarity model fitted on the catalogue at the end of every build (docs/quality.md):
     #: pooled (default) | lda | off (track vectors = the segment head's means).
     similarity_method: SimilarityMethod = "pooled"
-    #: Supervised term of the similarity model from the catalogue's metadata: none | genre.
+    #: Supervised term of the similarity model from the catalogue's metadata: none | genre | artist.
     similarity_supervised: SupervisedTerm = "none"
     #: Weight of that term relative to the audio part of a track vector.
     similarity_supervised_weight: float = 0.5

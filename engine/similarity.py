@@ -56,6 +56,8 @@ SIMILARITY_FORMAT_VERSION = 2
 #: written by the index builder, checked by every query process
 MODEL_META = "similarity_model"
 METHODS = ("pooled", "lda")
+#: supervised terms of the pooled method: a Fisher LDA block on the catalogue's genre or artist labels
+SUPERVISED_TERMS = ("none", "genre", "artist")
 #: fewer tracks than this: no LDA (it would learn the catalogue, not similarity); the PCA instead
 MIN_TRACKS = 20
 
@@ -71,7 +73,8 @@ class SimilarityConfig:
     max_segments_per_track: int = 40  # segments per track for the LDA (cost bound)
     max_tracks: int = 50000  # tracks sampled for fitting (cost bound)
     dba_k: int = 0  # database-side augmentation neighbours (0 = off; applied by the builder)
-    #: "genre": add a supervised block, an LDA on the catalogue's genre labels (pooled method)
+    #: "genre" / "artist": add a supervised block, an LDA on the catalogue's genre or artist labels
+    #: (pooled method; "artist" is metric learning that needs many artists: docs/quality.md)
     supervised: str = "none"
     supervised_weight: float = 0.5  # that block's share of a vector's norm, relative to the audio block
     #: pooled: the weight of the first block's spread (std over segments) relative to a mean block
@@ -82,8 +85,8 @@ class SimilarityConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"similarity method must be one of {METHODS}, not {self.method!r}")
-        if self.supervised not in ("none", "genre"):
-            raise ValueError(f"similarity supervision must be none or genre, not {self.supervised!r}")
+        if self.supervised not in SUPERVISED_TERMS:
+            raise ValueError(f"similarity supervision must be one of {SUPERVISED_TERMS}, not {self.supervised!r}")
         if not (0.0 <= float(self.spread_weight) <= 4.0):
             raise ValueError(f"the spread's weight must be within 0..4, not {self.spread_weight!r}")
 
@@ -288,8 +291,8 @@ def fit_from_stats(means: np.ndarray, stds: np.ndarray, cfg: SimilarityConfig,
     if enc.n_components == 0:
         raise ValueError("the catalogue's tracks all sound the same to the backbone (identical descriptors); "
                          "there is nothing to tell them apart by")
-    if cfg.supervised == "genre" and labels is not None:
-        enc.projection, enc_sup = _with_genre_block(z - enc.center, enc.projection, labels, cfg)
+    if cfg.supervised != "none" and labels is not None:
+        enc.projection, enc_sup = _with_label_block(z - enc.center, enc.projection, labels, cfg)
     else:
         enc_sup = None
     enc.meta = {"trained": len(means) >= MIN_TRACKS, "n_tracks": int(len(means)), "supervised": enc_sup,
@@ -309,22 +312,28 @@ def pooled_method_text(cfg: SimilarityConfig) -> str:
             "fitted on the catalogue")
 
 
-def _with_genre_block(zc: np.ndarray, proj: np.ndarray, labels: list[str], cfg: SimilarityConfig
+def _with_label_block(zc: np.ndarray, proj: np.ndarray, labels: list[str], cfg: SimilarityConfig
                       ) -> tuple[np.ndarray, dict | None]:
-    """``[audio PCA | w * genre LDA]`` columns within ``out_dim``; unchanged with < 2 usable genres."""
+    """``[audio PCA | w * label LDA]`` columns within ``out_dim``; unchanged with < 2 usable labels.
+
+    ``labels``: one genre or artist (``cfg.supervised``) per track, "" for none.  With artists as
+    classes this is the within/between-class metric learning of speaker recognition (Dehak et
+    al. 2011) with artists as speakers: directions along which an artist's tracks agree.  It
+    needs many artists to learn directions that hold for artists it has not seen.
+    """
     names = sorted({g for g in labels if g})
     y = np.asarray([names.index(g) if g else -1 for g in labels])
     keep = y >= 0
     counts = np.bincount(y[keep], minlength=len(names)) if keep.any() else np.zeros(0, int)
     if (counts >= 2).sum() < 2:
         return proj, None
-    k = min(len(names) - 1, 16, cfg.out_dim // 4)
+    k = min(len(names) - 1, 16 if cfg.supervised == "genre" else 64, cfg.out_dim // 4)
     g, _ = _lda(zc[keep], y[keep], k)
     audio = proj[:, : cfg.out_dim - g.shape[1]]
     na = np.linalg.norm(zc @ audio, axis=1).mean()
     ng = np.linalg.norm(zc @ g, axis=1).mean()
     g = g * (cfg.supervised_weight * na / max(ng, 1e-12))
-    return np.hstack([audio, g]).astype(np.float32), {"labels": "genre", "genres": len(names),
+    return np.hstack([audio, g]).astype(np.float32), {"labels": cfg.supervised, "classes": len(names),
                                                        "components": int(g.shape[1])}
 
 

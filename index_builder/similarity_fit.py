@@ -61,6 +61,15 @@ def track_scalars(descs, tracks: dict, tag_names) -> list[dict]:
     return out
 
 
+def supervision_labels(term: str, descs: list, heard: dict) -> list[str] | None:
+    """One label per described track for the supervised term: its first genre or its artist ("" unknown)."""
+    if term == "none":
+        return None
+    if term == "genre":
+        return [(heard[d.track_key].genres[:1] or [""])[0] if d.track_key in heard else "" for d in descs]
+    return [heard[d.track_key].artist or "" if d.track_key in heard else "" for d in descs]
+
+
 def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
                      blocks: tuple[tuple[str, int], ...], tag_names: tuple[str, ...] = (), *,
                      force: bool = False) -> SimilarityFitResult:
@@ -113,8 +122,7 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
                             "their mean stands in for it: run `synesthete-index build --rebuild` for a full LDA fit")
             enc = fit_track_encoder([d.sample if len(d.sample) else d.mean[None, :] for d in descs], cfg)
         else:
-            labels = [(heard[d.track_key].genres[:1] or [""])[0] if d.track_key in heard else "" for d in descs]
-            enc = fit_from_stats(means, stds, cfg, labels if cfg.supervised == "genre" else None)
+            enc = fit_from_stats(means, stds, cfg, supervision_labels(cfg.supervised, descs, heard))
     except ValueError as exc:  # too uniform to fit: the head's vectors stay, about says so
         log.warning("no similarity model: %s", exc)
         _fall_back(path, catalogue, store, descriptors, backbone_id, tag_names)
