@@ -232,7 +232,7 @@ class SynestheteBotBase(commands.bot.BotBase):
     async def health_check(self) -> dict:
         """``/healthz``'s answer: :meth:`health`, plus the store when this process owns the engine.
 
-        Owning (``--with-web``, a ``SynestheteService`` with ``health``): a store that does not
+        Owning (no ``SYNESTHETE_ENGINE_URL``: the bot opened the index itself): a store that does not
         answer makes it not ok, within the engine's short health deadline.  A bot that asks
         another engine (``EngineClient``) does not check that engine's store: an outage there
         would make an orchestrator restart-loop a bot that can do nothing about it (issue 30).
@@ -467,33 +467,6 @@ class ShardedSynestheteBot(SynestheteBotBase, commands.AutoShardedBot):
     def __init__(self, settings: Settings, service: SynestheteAPI, **kw: Any) -> None:
         shard_count, shard_ids = shard_config(settings)
         super().__init__(settings, service, shard_count=shard_count, shard_ids=shard_ids, **kw)
-
-    async def health_check(self) -> dict:
-        """``/healthz``'s answer: :meth:`health`, plus the store when this process owns the engine.
-
-        Owning (``--with-web``, a ``SynestheteService`` with ``health``): a store that does not
-        answer makes it not ok, within the engine's short health deadline.  A bot that asks
-        another engine (``EngineClient``) does not check that engine's store: an outage there
-        would make an orchestrator restart-loop a bot that can do nothing about it (issue 30).
-        """
-        from engine.client import EngineClient
-        from engine.service import HEALTH_TIMEOUT_S
-
-        state = self.health()
-        if isinstance(self.service, EngineClient):  # another process owns the engine (and its store)
-            return state
-        engine_health = self.service.health
-
-        try:
-            engine = await asyncio.wait_for(asyncio.to_thread(engine_health), timeout=HEALTH_TIMEOUT_S + 0.5)
-        except TimeoutError:
-            engine = {"ok": False, "store": f"no answer within {HEALTH_TIMEOUT_S + 0.5:g} s"}
-        except Exception as exc:  # noqa: BLE001 - health says "not ok", never crashes
-            log.warning("health check failed: %s", exc)
-            engine = {"ok": False, "store": str(getattr(exc, "user_message", exc))}
-        state["store"] = engine.get("store", "?")
-        state["ok"] = bool(state["ok"] and engine.get("ok"))
-        return state
 
     def running_shards(self) -> list[int]:
         return list(self.shard_ids) if self.shard_ids is not None else sorted(self.shards)

@@ -135,6 +135,10 @@ REASON_AUDIO_S = 15.0
 IDENTIFY_TOP_K = 5
 
 
+#: Least landmark evidence for a "might be": the top candidate's aligned votes at most 1-in-1000
+#: likely by chance given the runner-up's (engine.identify.landmark_surprise).  Without it, in a
+#: small catalogue an unknown recording's nearest track is also its (chance) top candidate 1/N of the time.
+MIGHT_BE_SURPRISE = 3.0
 #: How long a health check waits for the store (s): well under an orchestrator's probe timeout.
 HEALTH_TIMEOUT_S = 2.0
 
@@ -343,6 +347,8 @@ class SynestheteService:
                                "model_id": self.model_id, "store": "ok"}
         try:
             self.store.ping(HEALTH_TIMEOUT_S)
+        except BusyError:  # a queue of searches holds the client: working, not down
+            out["store"] = "busy"
         except StoreError as exc:
             log.warning("health check: the store does not answer: %s", exc)
             out["store"] = exc.user_message
@@ -505,8 +511,13 @@ def might_be_of(identified: Identification | None, fp_matches: list[Any], result
     """
     if identified is not None or not fp_matches or not results:
         return None
-    best = fp_matches[0].track_key
-    return results[0].track if results[0].track.track_key == best else None
+    from .identify import landmark_surprise
+
+    best = fp_matches[0]
+    chance = float(fp_matches[1].score) if len(fp_matches) > 1 else 0.0
+    if landmark_surprise(float(best.score), chance) < MIGHT_BE_SURPRISE:  # a few coincidental landmarks
+        return None
+    return results[0].track if results[0].track.track_key == best.track_key else None
 
 
 def load_similarity(settings: Settings, catalogue: CatalogueDB):

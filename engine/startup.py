@@ -92,7 +92,11 @@ def holder_of(data_dir: Path) -> str:
         return "another process (an engine, the bot or a build)"
 
 
-def hint_for(exc: SynestheteError, settings: Settings | None) -> str:
+#: the console scripts that ask a running engine (SYNESTHETE_ENGINE_URL) instead of opening the index
+ASKS_AN_ENGINE = ("synesthete", "synesthete-bot")
+
+
+def hint_for(exc: SynestheteError, settings: Settings | None, prog: str = "") -> str:
     """The line after an error's sentence that says what to do (one place for every console script)."""
     kind = exc.kind
     if kind == "empty_index":
@@ -103,8 +107,10 @@ def hint_for(exc: SynestheteError, settings: Settings | None) -> str:
         return MODEL_HINT
     if kind == "store_locked":
         who = holder_of(settings.data_dir) if settings is not None else "another process"
-        return (f"held by {who}: stop it, or let this command ask the running engine "
-                "(SYNESTHETE_ENGINE_URL=http://host:port).")
+        if prog in ASKS_AN_ENGINE:
+            return (f"held by {who}: stop it, or let this command ask the running engine "
+                    "(SYNESTHETE_ENGINE_URL=http://host:port).")
+        return f"held by {who}: stop it first."
     return ""
 
 
@@ -189,14 +195,17 @@ def run_console(prog: str, parser: argparse.ArgumentParser, body: Callable[[argp
         setup_logging(logging.INFO if verbose else logging.WARNING)
     try:
         code = int(body(args, settings) or EXIT_OK)
-        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        try:
+            sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        except BrokenPipeError:
+            closed_pipe()  # the body's own code stands: a reader going away changes nothing of it
         return code
-    except BrokenPipeError:
+    except BrokenPipeError:  # writing to stdout after its reader went away (``| head``)
         return closed_pipe()
     except SynestheteError as exc:
         log.debug("%s failed", prog, exc_info=True)
         print(f"{prog}: {exc.user_message}", file=sys.stderr)
-        if hint := hint_for(exc, settings):
+        if hint := hint_for(exc, settings, prog):
             print(f"  {hint}", file=sys.stderr)
         if verbose:
             print(f"  detail: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .errors import (
+    BusyError,
     EmptyIndexError,
     IndexModelMismatchError,
     StoreError,
@@ -110,6 +111,11 @@ class StoreBreaker:
     def is_open(self) -> bool:
         return self.state != "closed"
 
+    def abandon_probe(self) -> None:
+        """The probe could not run (the client was busy): the next caller may probe; the state stays open."""
+        with self._lock:
+            self._probing = False
+
     def success(self) -> None:
         with self._lock:
             self._probing = False
@@ -134,24 +140,40 @@ def _breaker_of(obj: Any) -> StoreBreaker | None:
     return getattr(obj, "breaker", None) or getattr(getattr(obj, "_store", None), "breaker", None)
 
 
+def _probe_once(self: Any, breaker: StoreBreaker) -> None:
+    """The half-open breaker's one probe: a short ping under the client's lock; its answer decides.
+
+    Only an outage (``StoreUnavailableError``) opens the breaker again; any other answer (the
+    collection is gone: ``EmptyIndexError``) means the server answered, so it closes, and the
+    error goes on to the caller.  A lock it cannot get in time decides nothing.
+    """
+    probe = getattr(self, "_probe", None) or self._store._probe
+    if not self._lock.acquire(timeout=BREAKER_PROBE_S):
+        breaker.abandon_probe()
+        raise StoreUnavailableError(f"Milvus at {self.uri} is not answering (circuit open)")
+    _IN_BREAKER.active = True  # the probe is this call's own: not guarded again
+    try:
+        probe()
+    except StoreUnavailableError as exc:
+        breaker.failure(exc)
+        raise
+    except BaseException:
+        breaker.success()
+        raise
+    finally:
+        _IN_BREAKER.active = False
+        self._lock.release()
+    breaker.success()
+
+
 def _guarded(self: Any, breaker: StoreBreaker, attempts: Callable[[], Any]) -> Any:
     """One store call through ``breaker``: fail at once while open, probe when due, count an outage."""
     if breaker.admit():
-        probe = getattr(self, "_probe", None) or self._store._probe
-        _IN_BREAKER.active = True  # the probe is this call's own: not guarded again
-        try:
-            probe()
-        except StoreUnavailableError as exc:
-            breaker.failure(exc)
-            raise
-        finally:
-            _IN_BREAKER.active = False
-        breaker.success()
+        _probe_once(self, breaker)
     timeout = getattr(self, "timeout_s", None) or getattr(getattr(self, "_store", None), "timeout_s", 30.0)
-    if not self._lock.acquire(timeout=timeout):  # another call is stuck on the server
-        exc = StoreUnavailableError(f"Milvus at {self.uri}: no answer to an earlier call within {timeout:g} s")
-        breaker.failure(exc)
-        raise exc
+    if not self._lock.acquire(timeout=timeout):
+        # a queue, or a call stuck on a server that its own failure will report: busy, not an outage
+        raise BusyError(f"Milvus at {self.uri}: the store's client was busy for {timeout:g} s")
     try:
         if breaker.is_open:  # tripped by the call this one waited behind: fail at once, too
             raise StoreUnavailableError(f"Milvus at {self.uri} is not answering (circuit open)")
@@ -547,11 +569,12 @@ class VectorStore:
 
         For health checks (``/healthz``): they must answer within their own short deadline,
         never the client's 30-s one, so the gRPC call gets ``timeout_s`` and the client's lock
-        is waited for at most that long (a call stuck on a hung server holds it).
+        is waited for at most that long.  A lock still held then is ``BusyError``: a queue of
+        slow searches is not an outage (a call stuck on a dead server opens the breaker when
+        it fails, and the next ping says so at once).
         """
         if not self._lock.acquire(timeout=timeout_s):
-            raise StoreUnavailableError(f"Milvus at {self.uri} did not answer within {timeout_s:g} s "
-                                        "(another call is still waiting on it)")
+            raise BusyError(f"Milvus at {self.uri}: the store's client was busy for {timeout_s:g} s")
         try:
             self._ping(timeout_s)
         finally:

@@ -14,8 +14,8 @@ def _t(key: int, name: str) -> Track:
     return Track(f"id{key}", name, "Artist", ["rock"], 10)
 
 
-def _fp(key: int) -> SimpleNamespace:
-    return SimpleNamespace(track_key=_t(key, "").track_key)
+def _fp(key: int, score: int = 40) -> SimpleNamespace:
+    return SimpleNamespace(track_key=_t(key, "").track_key, score=score)
 
 
 def test_the_nearest_track_that_is_also_the_landmarks_best_is_a_might_be() -> None:
@@ -23,6 +23,9 @@ def test_the_nearest_track_that_is_also_the_landmarks_best_is_a_might_be() -> No
     assert might_be_of(None, [_fp(1)], results).name == "Played"
     assert might_be_of(None, [_fp(2)], results) is None  # opinions differ: nothing said
     assert might_be_of(None, [], results) is None  # no landmark candidate at all
+    # a top candidate no stronger than chance (the runner-up's level) is no evidence
+    assert might_be_of(None, [_fp(1, 6), _fp(2, 5)], results) is None
+    assert might_be_of(None, [_fp(1, 40), _fp(2, 5)], results).name == "Played"
     assert might_be_of(object(), [_fp(1)], results) is None  # identified: it says so itself
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import StoreError
+from engine.errors import EmptyIndexError, StoreError
 from engine.fingerprint.index import FingerprintMatch, StaleIndexError, score_candidates
 from engine.fingerprint.landmarks import LANDMARK_VERSION, extract_landmarks
 from engine.store import VectorStore, milvus_call
@@ -136,7 +136,7 @@ class MilvusFingerprintIndex:
                 c.drop_collection(self.name)
         if not c.has_collection(self.name):
             if self.read_only:
-                raise StoreError(f"there is no landmark collection {self.name} in {self.uri}: build the index first")
+                raise EmptyIndexError(f"there is no landmark collection {self.name} in {self.uri}: build the index first")
             self._create()
         c.load_collection(self.name)
         if self.read_only:
