@@ -124,3 +124,59 @@ def test_the_breaker_opens_on_an_outage_probes_once_and_closes() -> None:
     assert b.admit() is True
     b.success()
     assert b.state == "closed" and b.admit() is False
+
+
+def test_a_probe_answered_with_a_missing_collection_closes_the_breaker() -> None:
+    """Review fix: a server back without the collection answered; the breaker must not stay open for good."""
+    import threading
+
+    from engine.errors import BusyError, EmptyIndexError
+    from engine.store import StoreBreaker, milvus_call
+
+    class Fake:
+        uri, timeout_s = "http://m:19530", 0.2
+
+        def __init__(self) -> None:
+            self._lock = threading.RLock()
+            self.breaker = StoreBreaker(self.uri, reset_s=0.0)
+            self.mode = "down"
+
+        def _probe(self) -> None:
+            if self.mode == "empty":
+                raise EmptyIndexError("gone")
+
+        @milvus_call
+        def call(self) -> str:
+            if self.mode == "down":
+                raise StoreUnavailableError("down")
+            return "ok"
+
+    f = Fake()
+    with pytest.raises(StoreUnavailableError):
+        f.call()
+    assert f.breaker.state == "open"
+    f.mode = "empty"
+    with pytest.raises(EmptyIndexError):
+        f.call()  # the probe's answer goes to the caller ...
+    assert f.breaker.state == "closed"  # ... and the server answered: closed
+    f.mode = "ok"
+    assert f.call() == "ok"
+    # a client lock held elsewhere is busy, not an outage: the breaker stays closed
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with f._lock:
+            held.set()
+            release.wait(5)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(5)
+    try:
+        with pytest.raises(BusyError):
+            f.call()
+        assert f.breaker.state == "closed"
+    finally:
+        release.set()
+        t.join()
