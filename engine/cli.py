@@ -17,6 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .errors import TrackNotFoundError
 from .settings import Settings
 from .startup import EXIT_OK, EXIT_USER_ERROR, add_common_args, run_console
 
@@ -154,8 +155,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_USER_ERROR
             rec = svc.recommend(args.file, k=args.k, diverse=not args.raw, filters=_filters(args))
         elif args.cmd == "similar":
+            link_id = _track_link(args.name) if not args.id else None
             if args.id:
                 track_id = args.name
+            elif link_id is not None:
+                track_id = link_id
             else:
                 hits = svc.search_tracks(args.name, limit=5)
                 if not hits:
@@ -163,8 +167,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                     return EXIT_USER_ERROR
                 track_id = hits[0].track.track_id
                 _say_which(hits)
-            rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
-                   else svc.similar_to(track_id, k=args.k, diverse=not args.raw, filters=_filters(args)))
+            try:
+                rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
+                       else svc.similar_to(track_id, k=args.k, diverse=not args.raw, filters=_filters(args)))
+            except TrackNotFoundError as exc:
+                if link_id is None or "no vector" in str(exc):
+                    raise
+                from .links import NOT_IN_CATALOGUE
+
+                raise TrackNotFoundError(str(exc), user_message=NOT_IN_CATALOGUE) from exc
         elif args.cmd == "search":
             _print_hits(svc.search_tracks(args.text, limit=args.limit), args.json)
             return EXIT_OK
@@ -173,6 +184,21 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_OK
         print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False)) if args.json else _print_recommendation(rec)
     return EXIT_OK
+
+
+def _track_link(text: str, out=None) -> str | None:
+    """The track id of a Spotify track link in ``text`` (saying when more links were given), else None.
+
+    Raises ``NotATrackLinkError`` (one sentence, exit 2) for an album, playlist or short link.
+    """
+    from .links import track_id_from
+
+    track_id, link = track_id_from(text)
+    if link is None:
+        return None
+    if link.others:
+        print(f"Answering the first of {link.others + 1} Spotify links.", file=out or sys.stderr)
+    return track_id
 
 
 def _say_which(hits, out=None) -> None:

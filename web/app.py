@@ -65,6 +65,7 @@ STATUS_BY_KIND: dict[str, int] = {
     "bad_filter": 400,
     "no_match": 404,
     "rate_limited": 429,
+    "not_a_track_link": 422,
 }
 RETRY_AFTER_S = {"busy": 2, "query_timeout": 5}
 MAX_K = 25
@@ -346,16 +347,24 @@ async def recommend(request: web.Request) -> web.Response:
 
 async def similar(request: web.Request) -> web.Response:
     await _limit(request, "search")
-    track_id = request.query.get("track_id", "").strip()
-    if not track_id:
+    from engine.links import NOT_IN_CATALOGUE, track_id_from
+
+    raw = request.query.get("track_id", "").strip()
+    if not raw:
         raise BadRequest("missing track_id", user_message="Tell me which track: add ?track_id=…")
+    track_id, link = track_id_from(raw)  # a pasted Spotify track link works too (issue 31)
     k = _int_param(request, "k", request.app[SETTINGS].top_k, 1, MAX_K)
     offset = _int_param(request, "offset", 0, 0, 100)
     svc = request.app[SERVICE]
-    if _flag(request, "same_artist"):
-        rec = await svc.amore_by_artist(track_id, k, offset)
-    else:
-        rec = await svc.asimilar_to(track_id, k, offset, not _flag(request, "raw"), _filters(request))
+    try:
+        if _flag(request, "same_artist"):
+            rec = await svc.amore_by_artist(track_id, k, offset)
+        else:
+            rec = await svc.asimilar_to(track_id, k, offset, not _flag(request, "raw"), _filters(request))
+    except TrackNotFoundError as exc:
+        if link is None or "no vector" in str(exc):
+            raise
+        raise TrackNotFoundError(str(exc), user_message=NOT_IN_CATALOGUE) from exc
     return web.json_response(public_answer(rec))
 
 

@@ -334,3 +334,21 @@ def test_the_promised_wait_is_the_retry_after_header() -> None:
     # a sentence that promises no time is left alone
     assert with_retry_words("That took too long; please try again with a shorter clip.", 5) == \
         "That took too long; please try again with a shorter clip."
+
+
+async def test_similar_takes_a_pasted_spotify_track_link(service) -> None:
+    """Issue 31 step 1: /api/similar?track_id= accepts a link as people paste it; other links get a sentence."""
+    link = f"https://open.spotify.com/intl-de/track/{track_id(3)}?si=0123abcd"
+    async with client_for(service) as c:
+        r = await c.get("/api/similar", params={"track_id": link})
+        assert r.status == 200, await r.text()
+        body = await r.json()
+        assert body["seed"]["track_id"] == track_id(3) and body["results"]
+        r = await c.get("/api/similar", params={"track_id": f"https://open.spotify.com/album/{track_id(3)}"})
+        msg = (await err(r, 422, "not_a_track_link"))["error"]["message"]
+        assert "album" in msg and "voice note" in msg
+        r = await c.get("/api/similar", params={"track_id": "https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQC"})
+        msg = (await err(r, 404, "not_found"))["error"]["message"]
+        assert msg.startswith("That song isn't in my catalogue") and "voice note" in msg
+        r = await c.get("/api/similar", params={"track_id": "https://spotify.link/AbCd1234"})
+        assert "full" in (await err(r, 422, "not_a_track_link"))["error"]["message"]
