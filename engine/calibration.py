@@ -76,11 +76,11 @@ def held_out_text(measured: dict[str, Any]) -> list[str]:
     def pct(x: Any) -> str:
         return f"{100 * float(x):.1f}%" if _number(x) else "?"
 
-    parts = []
     def order(kind: str) -> tuple[str, float]:  # "phone3" before "phone10"
         m = _KIND.match(kind)
         return (m.group(1), float(m.group(2))) if m else (kind, 0.0)
 
+    parts = []
     for kind, m in sorted(measured.items(), key=lambda kv: order(kv[0])):
         if not isinstance(m, dict):
             continue

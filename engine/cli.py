@@ -17,7 +17,6 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import TrackNotFoundError
 from .settings import Settings
 from .startup import EXIT_OK, EXIT_USER_ERROR, add_common_args, run_console
 
@@ -137,7 +136,7 @@ def _local_search(args: argparse.Namespace, settings: Settings) -> bool:
 
     db = CatalogueDB(settings.catalogue_db_path, read_only=True)
     try:
-        _print_hits(db.search(args.text, limit=min(25, max(1, args.limit))), args.json)
+        _print_hits(db.search(args.text, limit=args.limit), args.json)
     finally:
         db.close()
     return True
@@ -167,15 +166,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                     return EXIT_USER_ERROR
                 track_id = hits[0].track.track_id
                 _say_which(hits)
-            try:
+            from .links import looking_up
+
+            with looking_up(link_id is not None):
                 rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
                        else svc.similar_to(track_id, k=args.k, diverse=not args.raw, filters=_filters(args)))
-            except TrackNotFoundError as exc:
-                if link_id is None or "no vector" in str(exc):
-                    raise
-                from .links import NOT_IN_CATALOGUE
-
-                raise TrackNotFoundError(str(exc), user_message=NOT_IN_CATALOGUE) from exc
         elif args.cmd == "search":
             _print_hits(svc.search_tracks(args.text, limit=args.limit), args.json)
             return EXIT_OK

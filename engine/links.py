@@ -14,9 +14,11 @@ for the full link.  Pure functions: no I/O, no logging.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import SynestheteError
+from .errors import SynestheteError, TrackNotFoundError
 
 #: A Spotify id: 22 characters of base 62.
 SPOTIFY_ID = r"[0-9A-Za-z]{22}"
@@ -113,5 +115,23 @@ def track_id_from(text: str) -> tuple[str, SpotifyLink | None]:
     return link.id, link
 
 
+@contextmanager
+def looking_up(from_link: bool) -> Iterator[None]:
+    """Around a track lookup by an id from :func:`track_id_from`: a link to a song the catalogue
+    lacks says :data:`NOT_IN_CATALOGUE` instead of "I couldn't find that track" (``from_link``:
+    the id came from a link).
+
+    Only the lookup's plain "not found" is re-worded (it keeps the class's own sentence); a
+    track the catalogue has but cannot compare keeps its more specific sentence, and an id
+    that did not come from a link keeps everything as it is.  One rule for the CLI and the web API.
+    """
+    try:
+        yield
+    except TrackNotFoundError as exc:
+        if not from_link or exc.user_message != TrackNotFoundError.user_message:
+            raise
+        raise TrackNotFoundError(str(exc), user_message=NOT_IN_CATALOGUE) from exc
+
+
 __all__ = ["KINDS", "NOT_IN_CATALOGUE", "NotATrackLinkError", "SpotifyLink", "find_spotify_link", "link_sentence",
-           "track_id_from"]
+           "looking_up", "track_id_from"]

@@ -34,7 +34,8 @@ from .errors import BusyError, EmptyIndexError, NothingMatchesError, QueryTimeou
 from .filters import TrackFilter
 from .fingerprint.speed import match_any_speed, speed_variants
 from .calibration import CalibrationStatus, load_calibration
-from .identify import MIN_VOTE_SEGMENTS, SAFE_MARGIN_CONFIDENCE, SEGMENT_CANDIDATES, Observations, decide, evidence
+from .identify import (MIN_VOTE_SEGMENTS, SAFE_MARGIN_CONFIDENCE, SEGMENT_CANDIDATES, Observations, decide, evidence,
+                       landmark_surprise)
 from .settings import Settings
 from .store import VectorStore
 
@@ -511,8 +512,6 @@ def might_be_of(identified: Identification | None, fp_matches: list[Any], result
     """
     if identified is not None or not fp_matches or not results:
         return None
-    from .identify import landmark_surprise
-
     best = fp_matches[0]
     chance = float(fp_matches[1].score) if len(fp_matches) > 1 else 0.0
     if landmark_surprise(float(best.score), chance) < MIGHT_BE_SURPRISE:  # a few coincidental landmarks

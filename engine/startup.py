@@ -40,8 +40,6 @@ BUILD_HINT = ("build it first: synesthete-index build --csv tracks.csv --audio D
               "(or synesthete-index demo), then start again.")
 REBUILD_HINT = "Rebuild it: synesthete-index build --csv tracks.csv --audio DIR --rebuild (or synesthete-index demo)."
 MODEL_HINT = "Check SYNESTHETE_BACKBONE and the model cache (see README)."
-LOCKED_HINT = ("Another process (an engine, the bot, a build) holds the index: stop it, or let this one ask "
-               "the running engine (SYNESTHETE_ENGINE_URL=http://host:port).")
 
 #: Third-party loggers that talk at INFO during normal use; shown only with DEBUG.
 NOISY_LOGGERS = ("faiss", "faiss.loader", "milvus_lite", "pymilvus", "urllib3", "numba", "h5py", "filelock")

@@ -105,7 +105,11 @@ class StoreBreaker:
                 self._probing = True
                 self._set("half-open", "probing whether it answers again")
                 return True
-        raise StoreUnavailableError(f"Milvus at {self.uri} is not answering (circuit open)")
+        raise self.open_error()
+
+    def open_error(self) -> StoreUnavailableError:
+        """What a call refused by the open breaker raises."""
+        return StoreUnavailableError(f"Milvus at {self.uri} is not answering (circuit open)")
 
     @property
     def is_open(self) -> bool:
@@ -140,6 +144,12 @@ def _breaker_of(obj: Any) -> StoreBreaker | None:
     return getattr(obj, "breaker", None) or getattr(getattr(obj, "_store", None), "breaker", None)
 
 
+def _acquire_or_busy(obj: Any, timeout_s: float) -> None:
+    """Take ``obj``'s client lock within ``timeout_s``, else ``BusyError`` (the caller releases it)."""
+    if not obj._lock.acquire(timeout=timeout_s):
+        raise BusyError(f"Milvus at {obj.uri}: the store's client was busy for {timeout_s:g} s")
+
+
 def _probe_once(self: Any, breaker: StoreBreaker) -> None:
     """The half-open breaker's one probe: a short ping under the client's lock; its answer decides.
 
@@ -150,7 +160,7 @@ def _probe_once(self: Any, breaker: StoreBreaker) -> None:
     probe = getattr(self, "_probe", None) or self._store._probe
     if not self._lock.acquire(timeout=BREAKER_PROBE_S):
         breaker.abandon_probe()
-        raise StoreUnavailableError(f"Milvus at {self.uri} is not answering (circuit open)")
+        raise breaker.open_error()
     _IN_BREAKER.active = True  # the probe is this call's own: not guarded again
     try:
         probe()
@@ -170,13 +180,11 @@ def _guarded(self: Any, breaker: StoreBreaker, attempts: Callable[[], Any]) -> A
     """One store call through ``breaker``: fail at once while open, probe when due, count an outage."""
     if breaker.admit():
         _probe_once(self, breaker)
-    timeout = getattr(self, "timeout_s", None) or getattr(getattr(self, "_store", None), "timeout_s", 30.0)
-    if not self._lock.acquire(timeout=timeout):
-        # a queue, or a call stuck on a server that its own failure will report: busy, not an outage
-        raise BusyError(f"Milvus at {self.uri}: the store's client was busy for {timeout:g} s")
+    # a queue, or a call stuck on a server that its own failure will report: busy, not an outage
+    _acquire_or_busy(self, getattr(self, "timeout_s", None) or getattr(getattr(self, "_store", None), "timeout_s", 30.0))
     try:
         if breaker.is_open:  # tripped by the call this one waited behind: fail at once, too
-            raise StoreUnavailableError(f"Milvus at {self.uri} is not answering (circuit open)")
+            raise breaker.open_error()
         _IN_BREAKER.active = True
         try:
             return attempts()
@@ -573,8 +581,7 @@ class VectorStore:
         slow searches is not an outage (a call stuck on a dead server opens the breaker when
         it fails, and the next ping says so at once).
         """
-        if not self._lock.acquire(timeout=timeout_s):
-            raise BusyError(f"Milvus at {self.uri}: the store's client was busy for {timeout_s:g} s")
+        _acquire_or_busy(self, timeout_s)
         try:
             self._ping(timeout_s)
         finally:

@@ -21,17 +21,28 @@ from tests import milvus_server
 from tests.test_store import DIM, fill
 
 
-def test_server_stopped_mid_run_gives_the_typed_error_and_recovers(tmp_path: Path) -> None:
+def _server_or_skip(tmp_path: Path) -> milvus_server.MilvusServerProcess:
+    """A Milvus standalone for this test, or a skip saying why there is none."""
     try:
-        srv = milvus_server.start(tmp_path / "srv")
+        return milvus_server.start(tmp_path / "srv")
     except milvus_server.MilvusServerUnavailable as exc:
         pytest.skip(str(exc))
+
+
+def _store_with_tracks(srv: milvus_server.MilvusServerProcess, model_id: str, timeout_s: float
+                       ) -> tuple[VectorStore, np.ndarray]:
+    """A store on ``srv`` holding 3 tracks, and a probe whose nearest track is 1001 (checked)."""
+    store = VectorStore(srv.uri, model_id, DIM, timeout_s=timeout_s)
+    store.ensure_collections()
+    probe = np.stack([fill(store, 3)[1001]])
+    assert store.search_tracks(probe, 1)[0][0].track_key == 1001
+    return store, probe
+
+
+def test_server_stopped_mid_run_gives_the_typed_error_and_recovers(tmp_path: Path) -> None:
+    srv = _server_or_skip(tmp_path)
     try:
-        store = VectorStore(srv.uri, "model-r", DIM, timeout_s=5.0)
-        store.ensure_collections()
-        vectors = fill(store, 3)
-        probe = np.stack([vectors[1001]])
-        assert store.search_tracks(probe, 1)[0][0].track_key == 1001
+        store, probe = _store_with_tracks(srv, "model-r", 5.0)
         srv.stop()
         t0 = time.monotonic()
         with pytest.raises(StoreUnavailableError) as err:
@@ -66,16 +77,9 @@ def test_a_hung_store_fails_fast_logs_once_per_state_change_and_recovers(tmp_pat
     import os
     import signal
 
+    srv = _server_or_skip(tmp_path)
     try:
-        srv = milvus_server.start(tmp_path / "srv")
-    except milvus_server.MilvusServerUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        store = VectorStore(srv.uri, "model-h", DIM, timeout_s=3.0)
-        store.ensure_collections()
-        vectors = fill(store, 3)
-        probe = np.stack([vectors[1001]])
-        assert store.search_tracks(probe, 1)[0][0].track_key == 1001
+        store, probe = _store_with_tracks(srv, "model-h", 3.0)
         caplog.set_level(logging.INFO, logger="engine.store")
         caplog.clear()
         os.kill(srv.milvus_pid, signal.SIGSTOP)

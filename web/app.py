@@ -38,6 +38,7 @@ from engine.errors import (
     TooLargeAudioError,
     TrackNotFoundError,
 )
+from engine.links import looking_up, track_id_from
 from engine.settings import Settings
 
 from . import live
@@ -347,8 +348,6 @@ async def recommend(request: web.Request) -> web.Response:
 
 async def similar(request: web.Request) -> web.Response:
     await _limit(request, "search")
-    from engine.links import NOT_IN_CATALOGUE, track_id_from
-
     raw = request.query.get("track_id", "").strip()
     if not raw:
         raise BadRequest("missing track_id", user_message="Tell me which track: add ?track_id=…")
@@ -356,15 +355,11 @@ async def similar(request: web.Request) -> web.Response:
     k = _int_param(request, "k", request.app[SETTINGS].top_k, 1, MAX_K)
     offset = _int_param(request, "offset", 0, 0, 100)
     svc = request.app[SERVICE]
-    try:
+    with looking_up(link is not None):
         if _flag(request, "same_artist"):
             rec = await svc.amore_by_artist(track_id, k, offset)
         else:
             rec = await svc.asimilar_to(track_id, k, offset, not _flag(request, "raw"), _filters(request))
-    except TrackNotFoundError as exc:
-        if link is None or "no vector" in str(exc):
-            raise
-        raise TrackNotFoundError(str(exc), user_message=NOT_IN_CATALOGUE) from exc
     return web.json_response(public_answer(rec))
 
 
