@@ -147,6 +147,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return _serve(args, settings)
     if args.cmd == "search" and _local_search(args, settings):
         return EXIT_OK
+    if args.cmd == "about":
+        from .about_snapshot import read_snapshot
+
+        info = read_snapshot(settings)
+        if info is not None:
+            _print_about(info, args.json)
+            return EXIT_OK
     with open_engine(settings) as svc:
         if args.cmd == "query":
             if not args.file.exists():

@@ -207,6 +207,7 @@ def run_build(settings: Settings, opts: BuildOptions) -> BuildReport:
             build = _Build(settings, opts, report)
             build.run()
             report.calibration = _calibrate(settings, opts, build.fingerprinted)
+            _remember_about(settings, opts)
         finally:
             report.elapsed_s = time.monotonic() - t_start
             report.measure_rss()
@@ -218,6 +219,26 @@ def run_build(settings: Settings, opts: BuildOptions) -> BuildReport:
             for lg in noisy:
                 lg.removeFilter(_NOISE)
     return report
+
+
+def _remember_about(settings: Settings, opts: BuildOptions) -> None:
+    """Write ``about``'s snapshot for the finished index (``engine.about_snapshot``), so the first
+    ``synesthete about`` after a build answers without opening the engine.  A failure is logged:
+    the index is complete, and ``about`` then opens the engine as before.
+    """
+    from engine.service import SynestheteService
+
+    from .worker import load_factory
+
+    try:
+        service = SynestheteService(settings, embedder=load_factory(opts.embedder)(settings), read_only=True)
+    except Exception as exc:  # noqa: BLE001 - only a cache: say it, go on
+        log.info("about snapshot not written: %s", exc)
+        return
+    try:
+        service.about()
+    finally:
+        service.close()
 
 
 def _calibrate(settings: Settings, opts: BuildOptions, fingerprinted: int) -> dict[str, Any]:

@@ -230,3 +230,24 @@ def test_filters_apply_inside_the_search(catalogue, service: SynestheteService) 
     assert "polka" in e.value.user_message
     with pytest.raises(BadFilterError):
         service.similar_to(ids[0], filters=make_filter(bpm="200-100"))
+
+
+def test_about_after_a_build_needs_no_engine_and_says_what_the_engine_says(catalogue,
+                                                                           service: SynestheteService) -> None:
+    """issue 24: ``about`` opened the engine (torch, pymilvus: 3.3 s); the build leaves a snapshot."""
+    import os
+    import subprocess
+    import sys
+
+    settings, _, _ = catalogue
+    code = ("import io, json, sys, contextlib; from engine import cli; buf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf): rc = cli.main(['--data-dir', sys.argv[1], 'about', '--json'])\n"
+            "print(json.dumps({'rc': rc, 'about': json.loads(buf.getvalue()),"
+            " 'heavy': sorted(m for m in ('torch', 'pymilvus', 'scipy') if m in sys.modules)}))")
+    env = {**os.environ, "SYNESTHETE_MODEL_CACHE_DIR": str(settings.model_cache_dir)}  # the build's settings
+    out = subprocess.run([sys.executable, "-c", code, str(settings.data_dir)], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parent.parent, env=env)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["rc"] == 0 and got["heavy"] == []
+    assert got["about"] == json.loads(json.dumps(service.about()))

@@ -158,3 +158,51 @@ def test_pymilvus_failures_are_not_logged_twice() -> None:
     quiet_noisy_loggers(logging.DEBUG)
     assert logging.getLogger("pymilvus.decorators").isEnabledFor(logging.ERROR)
     quiet_noisy_loggers(logging.WARNING)
+
+
+def _snapshot_catalogue(tmp_path: Path):
+    from engine.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    db = CatalogueDB(settings.catalogue_db_path)
+    db.upsert_tracks([Track(f"id{n:020d}", f"Track {n}", "Band", ["rock"], 0) for n in range(3)])
+    db.set_meta("built_at", "2026-12-07T10:00:00+00:00")
+    db.close()
+    return settings
+
+
+def test_about_answers_from_the_snapshot_while_nothing_it_depends_on_changed(tmp_path: Path, capsys) -> None:
+    """``about`` took 3.3 s (it opened the engine); the snapshot answers it, live counts included."""
+    from engine.about_snapshot import read_snapshot, write_snapshot
+
+    settings = _snapshot_catalogue(tmp_path)
+    assert read_snapshot(settings) is None  # never written: the engine answers
+    engine_cli_info = {"tracks": 99, "indexed_tracks": 99, "model_id": "m1", "identification": {"calibrated": False},
+                       "index_built": "old", "milvus": "milvus-lite"}
+    write_snapshot(settings, engine_cli_info)
+    info = read_snapshot(settings)
+    # the catalogue's counts and build date are live; the rest is the engine's answer, in its order
+    assert info == {"tracks": 3, "indexed_tracks": 0, "model_id": "m1", "identification": {"calibrated": False},
+                    "index_built": "2026-12-07T10:00:00+00:00", "milvus": "milvus-lite"}
+    assert list(info) == list(engine_cli_info)
+    assert engine_cli.main(["--data-dir", str(settings.data_dir), "about", "--json"]) == EXIT_OK
+    assert '"model_id": "m1"' in capsys.readouterr().out
+
+
+def test_a_stale_about_snapshot_is_not_used(tmp_path: Path) -> None:
+    """A setting, a model file or a remote engine: each makes the snapshot untrustworthy."""
+    import dataclasses
+
+    from engine.about_snapshot import read_snapshot, snapshot_path, write_snapshot
+
+    settings = _snapshot_catalogue(tmp_path)
+    write_snapshot(settings, {"model_id": "m1"})
+    assert read_snapshot(settings) is not None
+    assert read_snapshot(dataclasses.replace(settings, similarity_models="msd")) is None
+    assert read_snapshot(dataclasses.replace(settings, engine_url="http://127.0.0.1:1")) is None
+    settings.identify_calibration_path.write_text("{}")  # a calibrate run wrote a new calibration
+    assert read_snapshot(settings) is None
+    write_snapshot(settings, {"model_id": "m2"})
+    assert read_snapshot(settings)["model_id"] == "m2"
+    snapshot_path(settings).write_text("{not json")
+    assert read_snapshot(settings) is None
