@@ -58,7 +58,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.similarity import SimilarityConfig, fit_track_encoder  # noqa: E402
-from index_builder.evaluation.metrics import similarity_report, similarity_report_from_matrix  # noqa: E402
+from index_builder.evaluation.metrics import (  # noqa: E402
+    similarity_report,
+    similarity_report_from_matrix,
+    similarity_report_from_rows,
+)
 
 #: a candidate's same-artist P@5 must be at least this multiple of plain MSD on every corpus
 MIN_RATIO = 1.10
@@ -285,6 +289,52 @@ def candidates(args: argparse.Namespace) -> list[tuple[str, Candidate, bool]]:
     return out
 
 
+def product_report(c: Corpus, index_dir: Path) -> dict:
+    """The figures of what a person gets: ``SynestheteService.similar_to`` on an index built from ``c``.
+
+    Every track of ``c`` that the index holds is a query; ``similar_to(diverse=False)`` (the raw
+    ranking, no per-artist cap) returns enough neighbours for the artist-filtered figure
+    (5 + the query's own artist's other tracks).  The index's model is fitted on all its tracks
+    (label-free, as every build does), so it is compared with the same candidate fitted on all
+    tracks from the cached features (``default ... fitted on all``), not with held-out folds.
+    Raises ``SystemExit`` when the index cannot be opened (one sentence, the cause).
+    """
+    import dataclasses
+
+    from engine.errors import SynestheteError
+    from engine.service import SynestheteService
+    from engine.settings import Settings
+
+    settings = dataclasses.replace(Settings.from_env(), data_dir=index_dir.resolve())
+    try:
+        svc = SynestheteService(settings, read_only=True)
+    except SynestheteError as exc:
+        raise SystemExit(f"cannot open the index in {index_dir}: {exc}") from exc
+    pos = {t: i for i, t in enumerate(c.ids)}
+    own = {a: sum(x == a for x in c.artists) - 1 for a in set(c.artists)}
+    rows: dict[int, np.ndarray] = {}
+    try:
+        for i, t in enumerate(c.ids):
+            try:
+                rec = svc.similar_to(t, k=min(len(c.ids) - 1, 5 + own[c.artists[i]]), diverse=False)
+            except SynestheteError:  # not in the index (failed to build): not a query
+                continue
+            row = np.full(len(c.ids), -np.inf)
+            for rank, r in enumerate(rec.results):
+                if r.track.track_id in pos:
+                    row[pos[r.track.track_id]] = -rank
+            rows[i] = row
+    finally:
+        svc.close()
+    if not rows:
+        raise SystemExit(f"the index in {index_dir} holds none of {c.name}'s tracks")
+    queries = np.array(sorted(rows))
+    r = similarity_report_from_rows(lambda i: rows[i], len(c.ids), c.artists, c.genres, k=5, queries=queries)
+    r["fitted"] = False
+    r["model_id"] = svc.model_id
+    return r
+
+
 def _line(name: str, r: dict, ratio: float | None) -> str:
     rt = f"{ratio:5.2f}x" if ratio is not None else "      "
     mf = f"{r['min_fold_ratio']:5.2f}x" if "min_fold_ratio" in r else "     -"
@@ -295,11 +345,14 @@ def _line(name: str, r: dict, ratio: float | None) -> str:
 def run(args: argparse.Namespace) -> dict:
     if len(args.corpus) != len(args.features):
         raise SystemExit("give one --features per --corpus, in the same order")
+    if args.index and len(args.index) != len(args.corpus):
+        raise SystemExit("give one --index per --corpus, in the same order ('-' for a corpus without one)")
+    indexes = [None if str(d) == "-" else d for d in (args.index or [None] * len(args.corpus))]
     corpora = [load(cp, fp, args.max_patches) for cp, fp in zip(args.corpus, args.features)]
     cands = candidates(args)
     table: dict[str, dict] = {}
     head = f"  {'candidate':36s} artist genre  g|af    xplain  min fold"
-    for c, feats_dir in zip(corpora, args.features):
+    for c, feats_dir, index_dir in zip(corpora, args.features, indexes):
         c.folds = artist_folds(c.artists, args.folds, args.seed)
         print(f"\n== {c.name}: {len(c.ids)} tracks, {len(set(c.artists))} artists, "
               f"{len({g for s in c.genres for g in s})} genres, {c.patches:.0f} patches a track (mean), "
@@ -313,6 +366,10 @@ def run(args: argparse.Namespace) -> dict:
         if not args.no_musly:
             sims = musly_similarities(c, feats_dir / "musly_timbre.npz")
             rows["musly (whole tracks)"] = score("musly", lambda _c, _t: ("sims", sims), c, False, plain_folds)
+        if index_dir is not None:  # issue 29 step 3: the table and the product must agree
+            default = SimilarityConfig()
+            rows[f"default ({default.method}) fitted on all"] = score("", _product(default), c, False, plain_folds)
+            rows["product: similar_to on the built index"] = product_report(c, index_dir)
         ref = rows["msd plain (reference)"]["artist_p5"]
         for name, r in rows.items():
             r["ratio"] = r["artist_p5"] / max(ref, 1e-9)
@@ -327,6 +384,8 @@ def run(args: argparse.Namespace) -> dict:
     summary: dict[str, dict] = {}
     w = np.asarray([table[c.name]["tracks"] for c in corpora], float)
     for name in table[corpora[0].name]["rows"]:
+        if not all(name in table[c.name]["rows"] for c in corpora):
+            continue  # a row only some corpora have (the product, where an index was given)
         per = [table[c.name]["rows"][name] for c in corpora]
         mean = {k: float(np.dot([r[k] for r in per], w) / w.sum()) for k in (*FIGURES, "ratio")}
         folds = [r["min_fold_ratio"] for r in per if "min_fold_ratio" in r]
@@ -353,6 +412,9 @@ def main() -> int:
     p.add_argument("--max-patches", type=int, default=0, help="patches per track, evenly spread (0 = all cached)")
     p.add_argument("--spread-weights", type=float, nargs="*", default=[0.5, 1.0])
     p.add_argument("--no-musly", action="store_true", help="skip Musly (needs pymusly, a dev dependency)")
+    p.add_argument("--index", type=Path, action="append",
+                   help="an index built from that corpus (synesthete-index build; repeat in --corpus order, "
+                        "'-' for none): adds what similar_to gives on it")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     out = run(args)

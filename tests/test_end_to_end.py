@@ -251,3 +251,35 @@ def test_about_after_a_build_needs_no_engine_and_says_what_the_engine_says(catal
     got = json.loads(out.stdout)
     assert got["rc"] == 0 and got["heavy"] == []
     assert got["about"] == json.loads(json.dumps(service.about()))
+
+
+def test_the_similarity_table_and_the_product_agree(catalogue, service: SynestheteService, tmp_path: Path) -> None:
+    """issue 29 step 3: bench/similarity_eval.py --index scores similar_to on the built index; its figures
+    must match the default candidate fitted on all tracks from the bench's own cached features."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    settings, audio, _ = catalogue
+    root = Path(__file__).resolve().parent.parent
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "catalogue").symlink_to(audio)
+    (corpus / "tracks.csv").write_bytes((audio.parent / "tracks.csv").read_bytes())
+    feats = tmp_path / "feats"
+    subprocess.run([sys.executable, str(root / "bench" / "similarity_features.py"), "--corpus", str(corpus),
+                    "--out", str(feats)], check=True, timeout=600, capture_output=True)
+    spec = importlib.util.spec_from_file_location("similarity_eval_e2e", root / "bench" / "similarity_eval.py")
+    se = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = se  # dataclasses look their module up while the module runs
+    spec.loader.exec_module(se)
+    import argparse
+
+    args = argparse.Namespace(corpus=[corpus], features=[feats], index=[settings.data_dir], folds=3, seed=0,
+                              max_patches=0, spread_weights=[0.5], no_musly=True, json=None)
+    rows = se.run(args)["corpora"]["corpus"]["rows"]
+    product = rows["product: similar_to on the built index"]
+    table = next(r for name, r in rows.items() if name.endswith("fitted on all"))
+    assert product["n_queries"] == N_TRACKS
+    for figure in ("artist_p5", "genre_p5", "genre_p5_artist_filtered"):
+        assert abs(product[figure] - table[figure]) <= 0.02, (figure, product, table)
