@@ -188,6 +188,19 @@ def _product(cfg: SimilarityConfig) -> Candidate:
     return vectors
 
 
+def _mutual_proximity(cand: Candidate) -> Candidate:
+    """``cand``'s vectors ranked by mutual proximity (``engine.hubness``, the product's code), its
+    statistics fitted on the training tracks, as a build fits them on the catalogue."""
+    from engine.hubness import MutualProximity
+
+    def sims(c: Corpus, train: np.ndarray) -> tuple[str, np.ndarray]:
+        x = _l2(np.asarray(cand(c, train), np.float64))
+        mp = MutualProximity.fit(x[train], "bench")
+        cos = x @ x.T
+        return "sims", np.stack([mp.scores(x[i], x, cos[i]) for i in range(len(x))])
+    return sims
+
+
 #: musicnn MSD and MTT, ``mean_pool`` and ``penultimate`` each: the both-models layout
 BOTH_MODELS = (("mean_pool", 753), ("penultimate", 200), ("mtt_mean_pool", 753), ("mtt_penultimate", 200))
 
@@ -280,6 +293,7 @@ def candidates(args: argparse.Namespace) -> list[tuple[str, Candidate, bool]]:
         ("mfcc", _mfcc, True),
         ("msd z", _msd_z, True),
         (f"default ({default.method})", _product(default), True),
+        ("default + mutual proximity", _mutual_proximity(_product(default)), True),
         ("msd+mtt means", _msd_mtt(0.0), True),
     ]
     out += [(f"msd+mtt means + spread w{w:g}", _msd_mtt(w), True) for w in args.spread_weights]

@@ -61,7 +61,8 @@ def snapshot_key(settings: Settings) -> str:
         if f.name.startswith(_NOT_IN_ABOUT_PREFIXES) or f.name in _NOT_IN_ABOUT:
             continue
         h.update(f"{f.name}={getattr(settings, f.name)!r}\n".encode())
-    for path in (settings.similarity_model_path, settings.identify_calibration_path, settings.resolved_head_path):
+    for path in (settings.similarity_model_path, settings.identify_calibration_path, settings.resolved_head_path,
+                 settings.hubness_path):
         try:
             st = Path(path).stat()
             h.update(f"{path} {st.st_size} {st.st_mtime_ns}\n".encode())

@@ -313,6 +313,23 @@ def silence_floor_db(dc_offset: float, codec: str) -> float:
     return max(SILENCE_DBFS, float(dc_db) - DC_ARTEFACT_DB)
 
 
+def loudness_gain_db(samples: np.ndarray, sample_rate: int,
+                     floor_db: float = SILENCE_DBFS) -> tuple[float, float]:
+    """``(gain in dB to TARGET_RMS_DBFS, active seconds)`` of :func:`normalise_loudness`, before any limiting.
+
+    Separate so ``bench/pipeline_stages.py`` can apply the same gain without the limiter.
+    """
+    levels = frame_rms_db(samples, sample_rate)
+    band = frame_rms_db(highpass(samples, sample_rate, ACTIVITY_HIGHPASS_HZ), sample_rate)
+    loud = float(np.percentile(band, 95))
+    active = band > max(floor_db, loud - RELATIVE_SILENCE_DB)
+    if not active.any():
+        return 0.0, 0.0
+    power = np.mean(10 ** (levels[active].astype(np.float64) / 10.0))  # float32 overflows past 380 dB
+    current_db = 10 * np.log10(power + 1e-20)
+    return float(min(TARGET_RMS_DBFS - current_db, MAX_GAIN_DB)), float(active.sum()) * 0.05
+
+
 def normalise_loudness(samples: np.ndarray, sample_rate: int,
                        floor_db: float = SILENCE_DBFS) -> tuple[np.ndarray, float]:
     """Scale so the active part sits at TARGET_RMS_DBFS; returns (audio, active seconds).
@@ -324,16 +341,9 @@ def normalise_loudness(samples: np.ndarray, sample_rate: int,
     input an active-RMS target is what matters.  Peaks are soft limited to +-1 so a quiet
     recording with a loud click stays usable.
     """
-    levels = frame_rms_db(samples, sample_rate)
-    band = frame_rms_db(highpass(samples, sample_rate, ACTIVITY_HIGHPASS_HZ), sample_rate)
-    loud = float(np.percentile(band, 95))
-    active = band > max(floor_db, loud - RELATIVE_SILENCE_DB)
-    active_seconds = float(active.sum()) * 0.05
-    if not active.any():
+    gain_db, active_seconds = loudness_gain_db(samples, sample_rate, floor_db)
+    if active_seconds == 0.0:
         return samples, 0.0
-    power = np.mean(10 ** (levels[active].astype(np.float64) / 10.0))  # float32 overflows past 380 dB
-    current_db = 10 * np.log10(power + 1e-20)
-    gain_db = min(TARGET_RMS_DBFS - current_db, MAX_GAIN_DB)
     out = samples * np.float32(10 ** (gain_db / 20.0))
     peak = float(np.max(np.abs(out))) if out.size else 0.0
     if peak > 1.0:

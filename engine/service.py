@@ -164,6 +164,11 @@ class SynestheteService:
             self.store.ensure_collections()
         self.similarity = load_similarity(settings, self.catalogue)
         self.match_scale = match_scale_of(self.similarity)
+        self.hubness = None
+        if settings.similarity_hubness == "mp":
+            from .hubness import load_for
+
+            self.hubness = load_for(settings.hubness_path, self.similarity.sha if self.similarity else None)
         from .descriptors import DescriptorStore
 
         self.descriptors = (DescriptorStore(settings.descriptors_db_path, read_only=True)
@@ -332,7 +337,9 @@ class SynestheteService:
             "backbone": self.embedder.backbone.name,
             "head_trained": self.embedder.head.trained,
             "identification": self.current_calibration().about(),
-            "similarity": similarity_about(self.similarity),
+            "similarity": {**similarity_about(self.similarity),
+                           **({"hubness": "mutual proximity (Schnitzer et al. 2012): re-ranks the cosine candidates"}
+                              if self.hubness is not None else {})},
             "index_built": self.catalogue.get_meta("built_at"),
             "milvus": "milvus-lite" if self.store.is_lite else self.store.uri,
         }
@@ -488,8 +495,14 @@ class SynestheteService:
         # one candidate pool for every page (k + offset grows page by page): pages of the
         # discovery re-ranking are then slices of one list and never repeat a track
         fetch = max(DIVERSE_POOL, k * 3 + 10) if per_artist > 0 else (k * 3 + 10)
+        if self.hubness is not None:
+            from .hubness import MP_POOL
+
+            fetch = max(fetch, MP_POOL)
         expr = filters.validated().to_expr() if filters is not None and filters.active else ""
         hits = self.store.search_tracks(vector[None, :], fetch, exclude=sorted(exclude), expr=expr)[0]
+        if self.hubness is not None and hits:
+            hits = self._by_mutual_proximity(vector, hits)
         if not hits and self.store.count_tracks() == 0:
             raise EmptyIndexError("no tracks in the vector index")
         if not hits and expr:
@@ -509,6 +522,21 @@ class SynestheteService:
             ranked.append(ScoredTrack(t, h.similarity))
         return diversify(ranked, k, lambda r: r.track.artist, per_artist=per_artist,
                          seed_artist=seed.artist if seed is not None else None)
+
+    def _by_mutual_proximity(self, vector: np.ndarray, hits: list) -> list:
+        """``hits`` re-ordered by mutual proximity (``engine.hubness``); each keeps its cosine for display.
+
+        Why cosine stays: the "% match" a person reads is the audio similarity; MP only decides
+        which candidates come first (hubs, near everything, sink).
+        """
+        vecs = self.store.track_vectors([h.track_key for h in hits])
+        known = [h for h in hits if h.track_key in vecs]
+        if not known:
+            return hits
+        mp = self.hubness.scores(np.asarray(vector, np.float64), np.stack([vecs[h.track_key] for h in known]),
+                                 np.array([h.similarity for h in known]))
+        order = np.argsort(-mp, kind="stable")
+        return [known[i] for i in order] + [h for h in hits if h.track_key not in vecs]
 
 
 def might_be_of(identified: Identification | None, fp_matches: list[Any], results: list[ScoredTrack]) -> Track | None:

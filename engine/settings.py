@@ -30,6 +30,7 @@ IndexType = Literal["auto", "FLAT", "IVF_FLAT", "HNSW"]
 FingerprintBackend = Literal["sqlite", "milvus"]
 SimilarityMethod = Literal["pooled", "lda", "off"]
 SupervisedTerm = Literal["none", "genre", "artist"]
+HubnessReduction = Literal["none", "mp"]
 SimilarityModels = Literal["msd", "msd+mtt"]
 WatchMode = Literal["all", "allowlist", "mention"]
 SyncMode = Literal["auto", "always", "never"]
@@ -105,6 +106,9 @@ class Settings:
     similarity_supervised_weight: float = 0.5
     #: Database-side augmentation of track vectors: neighbours averaged in (0 = off).
     similarity_dba_k: int = 0
+    #: Hubness reduction of the track search: none | mp (mutual proximity, Schnitzer et al. 2012;
+    #: re-ranks the cosine candidates).  Pays off with many tracks; docs/quality.md.
+    similarity_hubness: HubnessReduction = "none"
     #: Which musicnn models give the similarity descriptors (backbone musicnn): msd, or msd+mtt
     #: (MTT run beside MSD on the same patches; ~2x the backbone's cost).  docs/quality.md: chosen
     #: on two corpora by the worst one (issue 29).
@@ -259,6 +263,11 @@ class Settings:
     def similarity_model_path(self) -> Path:
         """The fitted similarity model (written by the index builder, read by queries)."""
         return self.data_dir / "similarity.npz"
+
+    @property
+    def hubness_path(self) -> Path:
+        """Mutual proximity's catalogue statistics (written with the similarity model; engine.hubness)."""
+        return self.data_dir / "hubness.npz"
 
     @property
     def descriptors_db_path(self) -> Path:

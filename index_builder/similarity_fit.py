@@ -85,7 +85,7 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
     """
     import time
 
-    from engine.similarity import SimilarityConfig, TrackEncoder, fit_from_stats, fit_track_encoder
+    from engine.similarity import SimilarityConfig, fit_from_stats, fit_track_encoder
 
     t0 = time.perf_counter()
     path = Path(settings.similarity_model_path)
@@ -97,13 +97,8 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
     want = (data_hash(indexed) + f"/{settings.similarity_method}/k{settings.similarity_dba_k}/"
             + f"{settings.similarity_supervised}{settings.similarity_supervised_weight:g}/" + _features_hash(unheard)
             + ("" if settings.similarity_spread_weight == 1.0 else f"/s{settings.similarity_spread_weight:g}"))
-    if not force and catalogue.get_meta(DATA_META) == want and path.exists():
-        try:
-            enc = TrackEncoder.load(path)
-            if enc.sha == catalogue.get_meta(MODEL_META):
-                return SimilarityFitResult("unchanged", len(indexed), model_sha=enc.sha)
-        except Exception:  # noqa: BLE001 - unreadable: refit below
-            log.warning("the similarity model %s is unreadable; fitting it again", path, exc_info=True)
+    if not force and _unchanged(settings, catalogue, store, want, list(indexed)):
+        return SimilarityFitResult("unchanged", len(indexed), model_sha=catalogue.get_meta(MODEL_META))
     descs = [d for d in descriptors.iter(backbone_id) if d.track_key in indexed]
     if len(descs) < 2:
         _fall_back(path, catalogue, store, descriptors, backbone_id, tag_names)
@@ -137,6 +132,7 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
 
     enc.meta["match_scale"] = MatchScale.fit(vecs).to_list()  # calibrated on this catalogue's pairs
     enc.save(path)
+    _save_hubness(settings, vecs, enc.sha)
     catalogue.set_meta(MODEL_META, "")  # from here until the mark: vectors and model disagree
     scalars = track_scalars(descs, heard, tag_names)
     store.set_track_vectors([(d.track_key, v, sc) for d, v, sc in zip(descs, vecs, scalars)])
@@ -149,6 +145,57 @@ def refit_similarity(settings, store, catalogue, descriptors, backbone_id: str,
     return SimilarityFitResult("fitted", len(descs), secs, enc.sha,
                                {"method": enc.meta["method"], "n_components": enc.n_components, "dba_k": cfg.dba_k,
                                 **placed})
+
+
+def _save_hubness(settings, vecs: np.ndarray, model_sha: str) -> None:
+    """Mutual proximity's statistics for these vectors (``engine.hubness``), whatever the setting.
+
+    Why always: O(n d^2), ~0.1 s per 10k tracks, so turning ``SYNESTHETE_SIMILARITY_HUBNESS=mp``
+    on later needs no rebuild.  A failure is logged: MP is optional, the index is complete.
+    """
+    from engine.hubness import MutualProximity
+
+    try:
+        MutualProximity.fit(vecs, model_sha).save(settings.hubness_path)
+    except (OSError, ValueError) as exc:
+        log.warning("mutual proximity statistics not written (%s): SYNESTHETE_SIMILARITY_HUBNESS=mp will "
+                    "answer with cosine ranking", exc)
+
+
+def _unchanged(settings, catalogue, store, want: str, keys: list[int]) -> bool:
+    """True when the saved model was fitted on this data (``want``) and is the one the index marks;
+    its mutual proximity statistics are then made sure of (:func:`_ensure_hubness`)."""
+    from engine.similarity import TrackEncoder
+
+    path = Path(settings.similarity_model_path)
+    if catalogue.get_meta(DATA_META) != want or not path.exists():
+        return False
+    try:
+        enc = TrackEncoder.load(path)
+    except Exception:  # noqa: BLE001 - unreadable: refit
+        log.warning("the similarity model %s is unreadable; fitting it again", path, exc_info=True)
+        return False
+    if enc.sha != catalogue.get_meta(MODEL_META):
+        return False
+    _ensure_hubness(settings, store, enc.sha, keys)
+    return True
+
+
+def _ensure_hubness(settings, store, model_sha: str, keys: list[int]) -> None:
+    """An unchanged model whose mutual proximity statistics are missing or stale (an index built
+    before they existed): fitted from the stored track vectors, so no rebuild is needed."""
+    from engine.hubness import MutualProximity
+
+    try:
+        if MutualProximity.load(settings.hubness_path).model_sha == model_sha:
+            return
+    except ValueError:
+        pass  # missing or unreadable: fit below
+    vecs: dict[int, np.ndarray] = {}
+    for i in range(0, len(keys), 5000):  # bounded reads: a 232k-track catalogue is ~240 MB of vectors
+        vecs.update(store.track_vectors(keys[i:i + 5000]))
+    if len(vecs) >= 2:
+        _save_hubness(settings, np.stack(list(vecs.values())), model_sha)
 
 
 def _drop(path: Path, catalogue) -> bool:

@@ -283,3 +283,32 @@ def test_the_similarity_table_and_the_product_agree(catalogue, service: Synesthe
     assert product["n_queries"] == N_TRACKS
     for figure in ("artist_p5", "genre_p5", "genre_p5_artist_filtered"):
         assert abs(product[figure] - table[figure]) <= 0.02, (figure, product, table)
+
+
+def test_mutual_proximity_is_a_setting_that_reranks_what_the_build_indexed(catalogue,
+                                                                           service: SynestheteService) -> None:
+    """issue 29 step 3: the build writes mutual proximity's statistics; SYNESTHETE_SIMILARITY_HUBNESS=mp
+    re-ranks the cosine candidates by them (engine.hubness), cosine still shown."""
+    import dataclasses
+
+    from engine.hubness import MutualProximity
+
+    settings, _, ids = catalogue
+    mp = MutualProximity.load(settings.hubness_path)
+    assert mp.n == N_TRACKS and mp.model_sha == service.similarity.sha
+    mp_settings = dataclasses.replace(settings, similarity_hubness="mp")
+    svc = SynestheteService(mp_settings)
+    try:
+        assert svc.hubness is not None and "mutual proximity" in svc.about()["similarity"]["hubness"]
+        seed = service.catalogue.get(ids[0])
+        keys = [t.track_key for t in service.catalogue.all_tracks() if t.track_key != seed.track_key]
+        vecs = service.store.track_vectors(keys + [seed.track_key])
+        q = vecs[seed.track_key]
+        cos = np.array([float(vecs[k] @ q) for k in keys])
+        want = np.array(keys)[np.argsort(-mp.scores(q, np.stack([vecs[k] for k in keys]), cos))[:5]]
+        got = svc.similar_to(ids[0], k=5, diverse=False)
+        assert {r.track.track_key for r in got.results} == set(want.tolist())
+        assert all(abs(r.similarity - float(vecs[r.track.track_key] @ q)) < 1e-3 for r in got.results)
+    finally:
+        svc.close()
+    assert service.hubness is None  # off by default

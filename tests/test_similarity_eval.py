@@ -55,7 +55,7 @@ def _corpus(root: Path, name: str, seed: int, artists: int = 8, per: int = 5) ->
 
 def _args(pairs, **kw) -> argparse.Namespace:
     base = dict(corpus=[c for c, _ in pairs], features=[f for _, f in pairs], folds=3, seed=0, max_patches=0,
-                spread_weights=[0.5], no_musly=True, json=None)
+                spread_weights=[0.5], no_musly=True, json=None, index=None)
     return argparse.Namespace(**{**base, **kw})
 
 

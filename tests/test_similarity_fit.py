@@ -103,3 +103,23 @@ def test_the_service_refuses_a_model_that_is_not_the_indexs(world):
         load_similarity(settings, cat)
     cat.set_meta(MODEL_META, "")
     assert load_similarity(settings, cat) is None  # no model named: the head's vectors answer
+
+
+def test_the_fit_writes_mutual_proximity_statistics_and_an_unchanged_model_gets_them_back(world):
+    """Mutual proximity (engine.hubness) needs the stored vectors' mean and second moment: written with
+    every fit, and fitted from the store for an index built before they existed (no rebuild)."""
+    from engine.hubness import MutualProximity
+
+    settings, cat, store, desc = world
+    tracks, _ = _add(cat, store, desc, 24, np.random.default_rng(5))
+    assert refit_similarity(settings, store, cat, desc, "test-backbone:1", BLOCKS).status == "fitted"
+    enc = TrackEncoder.load(settings.similarity_model_path)
+    vecs = store.track_vectors([t.track_key for t in tracks])
+    x = np.stack(list(vecs.values())).astype(np.float64)
+    mp = MutualProximity.load(settings.hubness_path)
+    assert mp.model_sha == enc.sha and mp.n == 24
+    np.testing.assert_allclose(mp.second, x.T @ x / len(x), atol=1e-5)
+    settings.hubness_path.unlink()
+    assert refit_similarity(settings, store, cat, desc, "test-backbone:1", BLOCKS).status == "unchanged"
+    again = MutualProximity.load(settings.hubness_path)
+    assert again.model_sha == enc.sha and np.allclose(again.mean, x.mean(0), atol=1e-5)
