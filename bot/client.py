@@ -376,10 +376,18 @@ class SynestheteBotBase(commands.bot.BotBase):
         return answer
 
     async def resolve_track(self, value: str) -> str:
-        """An autocomplete value (``id:<track_id>``) or free text -> a catalogue track id."""
+        """An autocomplete value (``id:<track_id>``), a pasted Spotify link or free text -> a track id.
+
+        A link is returned as pasted: the engine applies the link rules (``engine.links``: the
+        track it names, or one sentence for an album, a short link or a song it lacks).
+        """
+        from engine.links import find_spotify_link
+
         value = value.strip()
         if value.startswith("id:"):
             return value[3:]
+        if find_spotify_link(value) is not None:
+            return value
         hits = await self.service.asearch_tracks(value, 1) if value else []
         if not hits:
             shown = value if len(value) <= 80 else value[:79] + "…"

@@ -338,6 +338,12 @@ class CatalogueDB:
         return Track(r["track_id"], r["name"], r["artist"], json.loads(r["genres"]), r["popularity"],
                      r["duration_ms"], r["link_kind"], r["audio_path"], json.loads(feats) if feats else None)
 
+    def has_spotify_ids(self) -> bool:
+        """Whether any track has a real Spotify id (a ``--not-spotify`` build has none): Spotify links
+        can only name tracks of such a catalogue."""
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM tracks WHERE link_kind='spotify' LIMIT 1").fetchone() is not None
+
     def count(self, *, indexed_only: bool = False) -> int:
         table = "indexed" if indexed_only else "tracks"
         with self._lock:

@@ -162,10 +162,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             rec = svc.recommend(args.file, k=args.k, diverse=not args.raw, filters=_filters(args))
         elif args.cmd == "similar":
             link_id = _track_link(args.name) if not args.id else None
-            if args.id:
-                track_id = args.name
-            elif link_id is not None:
-                track_id = link_id
+            if args.id or link_id is not None:
+                track_id = args.name  # a link goes to the engine as pasted: it applies the link rules
             else:
                 hits = svc.search_tracks(args.name, limit=5)
                 if not hits:
@@ -173,11 +171,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                     return EXIT_USER_ERROR
                 track_id = hits[0].track.track_id
                 _say_which(hits)
-            from .links import looking_up
-
-            with looking_up(link_id is not None):
-                rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
-                       else svc.similar_to(track_id, k=args.k, diverse=not args.raw, filters=_filters(args)))
+            rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
+                   else svc.similar_to(track_id, k=args.k, diverse=not args.raw, filters=_filters(args)))
         elif args.cmd == "search":
             _print_hits(svc.search_tracks(args.text, limit=args.limit), args.json)
             return EXIT_OK

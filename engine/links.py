@@ -14,11 +14,16 @@ for the full link.  Pure functions: no I/O, no logging.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from .errors import SynestheteError, TrackNotFoundError
+
+if TYPE_CHECKING:
+    from .catalogue import Track
 
 #: A Spotify id: 22 characters of base 62.
 SPOTIFY_ID = r"[0-9A-Za-z]{22}"
@@ -115,11 +120,29 @@ def track_id_from(text: str) -> tuple[str, SpotifyLink | None]:
     return link.id, link
 
 
+#: what a track link gets from a catalogue built without Spotify ids (``synesthete-index build --not-spotify``)
+NO_SPOTIFY_TRACKS = ("This catalogue has no Spotify tracks, so I can't look up Spotify links here; send me a "
+                     "voice note of the song and I'll find what sounds like it.")
+
+
+def check_link_seed(seed: Track | None, from_link: bool) -> None:
+    """After a lookup by a link's id: the track found must be a Spotify track of the catalogue.
+
+    Why: a ``--not-spotify`` catalogue's own ids can look like Spotify ids; a pasted link
+    matching one is a coincidence, not the song.  Raises ``TrackNotFoundError`` with
+    :data:`NO_SPOTIFY_TRACKS`.
+    """
+    if from_link and seed is not None and seed.link_kind != "spotify":
+        raise TrackNotFoundError(f"{seed.track_id!r} is a local id, not a Spotify track",
+                                 user_message=NO_SPOTIFY_TRACKS)
+
+
 @contextmanager
-def looking_up(from_link: bool) -> Iterator[None]:
+def looking_up(from_link: bool, has_spotify_ids: Callable[[], bool] | None = None) -> Iterator[None]:
     """Around a track lookup by an id from :func:`track_id_from`: a link to a song the catalogue
     lacks says :data:`NOT_IN_CATALOGUE` instead of "I couldn't find that track" (``from_link``:
-    the id came from a link).
+    the id came from a link), or :data:`NO_SPOTIFY_TRACKS` when ``has_spotify_ids()`` says
+    the catalogue has none (asked only then: one SQLite probe).
 
     Only the lookup's plain "not found" is re-worded (it keeps the class's own sentence); a
     track the catalogue has but cannot compare keeps its more specific sentence, and an id
@@ -130,8 +153,9 @@ def looking_up(from_link: bool) -> Iterator[None]:
     except TrackNotFoundError as exc:
         if not from_link or exc.user_message != TrackNotFoundError.user_message:
             raise
-        raise TrackNotFoundError(str(exc), user_message=NOT_IN_CATALOGUE) from exc
+        sentence = NO_SPOTIFY_TRACKS if has_spotify_ids is not None and not has_spotify_ids() else NOT_IN_CATALOGUE
+        raise TrackNotFoundError(str(exc), user_message=sentence) from exc
 
 
-__all__ = ["KINDS", "NOT_IN_CATALOGUE", "NotATrackLinkError", "SpotifyLink", "find_spotify_link", "link_sentence",
+__all__ = ["KINDS", "NOT_IN_CATALOGUE", "NO_SPOTIFY_TRACKS", "check_link_seed", "NotATrackLinkError", "SpotifyLink", "find_spotify_link", "link_sentence",
            "looking_up", "track_id_from"]

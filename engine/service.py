@@ -309,7 +309,21 @@ class SynestheteService:
                               self.model_id)
 
     def _seed(self, track_id: str) -> tuple[Track, dict[int, np.ndarray]]:
-        """A catalogue track and ``{track_key: vector}``; ``TrackNotFoundError`` (one sentence) without one."""
+        """A catalogue track and ``{track_key: vector}``; ``TrackNotFoundError`` (one sentence) without one.
+
+        ``track_id`` may be a pasted Spotify track link (issue 31): one rule for the CLI, the API
+        and the bot (``engine.links``): an album/playlist/short link is ``NotATrackLinkError``; a
+        song the catalogue lacks, or a catalogue without Spotify ids, gets its own sentence.
+        """
+        from .links import check_link_seed, looking_up, track_id_from
+
+        track_id, link = track_id_from(track_id)
+        with looking_up(link is not None, self.catalogue.has_spotify_ids):
+            track, vecs = self._seed_by_id(track_id)
+        check_link_seed(track, link is not None)
+        return track, vecs
+
+    def _seed_by_id(self, track_id: str) -> tuple[Track, dict[int, np.ndarray]]:
         track = self.catalogue.get(track_id)
         if track is None:
             raise TrackNotFoundError(f"no track with id {track_id!r}")

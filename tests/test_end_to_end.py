@@ -312,3 +312,17 @@ def test_mutual_proximity_is_a_setting_that_reranks_what_the_build_indexed(catal
     finally:
         svc.close()
     assert service.hubness is None  # off by default
+
+
+def test_a_catalogue_without_spotify_ids_says_so_for_a_link(catalogue, service: SynestheteService) -> None:
+    """issue 31: this catalogue was built --not-spotify; its own ids can look like Spotify ids, so a
+    link matching one is a coincidence, and an unknown link is not 'a song I lack' but 'no Spotify here'."""
+    from engine.links import NO_SPOTIFY_TRACKS
+
+    _, _, ids = catalogue
+    assert service.catalogue.has_spotify_ids() is False
+    for link in (f"https://open.spotify.com/track/{ids[0]}", f"spotify:track:{'Z' * 22}"):
+        with pytest.raises(TrackNotFoundError) as err:
+            service.similar_to(link)
+        assert err.value.user_message == NO_SPOTIFY_TRACKS
+    assert service.similar_to(ids[0]).seed.track_id == ids[0]  # the id itself still works

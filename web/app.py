@@ -38,7 +38,6 @@ from engine.errors import (
     TooLargeAudioError,
     TrackNotFoundError,
 )
-from engine.links import looking_up, track_id_from
 from engine.settings import Settings
 
 from . import live
@@ -351,15 +350,14 @@ async def similar(request: web.Request) -> web.Response:
     raw = request.query.get("track_id", "").strip()
     if not raw:
         raise BadRequest("missing track_id", user_message="Tell me which track: add ?track_id=…")
-    track_id, link = track_id_from(raw)  # a pasted Spotify track link works too (issue 31)
     k = _int_param(request, "k", request.app[SETTINGS].top_k, 1, MAX_K)
     offset = _int_param(request, "offset", 0, 0, 100)
     svc = request.app[SERVICE]
-    with looking_up(link is not None):
-        if _flag(request, "same_artist"):
-            rec = await svc.amore_by_artist(track_id, k, offset)
-        else:
-            rec = await svc.asimilar_to(track_id, k, offset, not _flag(request, "raw"), _filters(request))
+    # raw may be a pasted Spotify track link: the engine reads it (engine.links, issue 31)
+    if _flag(request, "same_artist"):
+        rec = await svc.amore_by_artist(raw, k, offset)
+    else:
+        rec = await svc.asimilar_to(raw, k, offset, not _flag(request, "raw"), _filters(request))
     return web.json_response(public_answer(rec))
 
 

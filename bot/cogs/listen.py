@@ -12,8 +12,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from engine.links import NotATrackLinkError, SpotifyLink, find_spotify_link, link_sentence
+
 from ..download import is_audio_attachment
-from ..embeds import answer_embed
+from ..embeds import answer_embed, clip
 from ..errors import NoAudioInMessageError
 from ..views import ResultView, who
 
@@ -53,11 +55,14 @@ class Listen(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or not message.attachments or not self.is_watched(message):
+        if message.author.bot or not self.is_watched(message):
             return
-        audio = self.audio_of(message)
+        audio = self.audio_of(message) if message.attachments else []
         if not audio:
-            return  # pictures, documents...: not for us, and not worth a word
+            link = find_spotify_link(message.content or "")
+            if link is not None:  # people share music as Spotify links far more than as files (issue 31)
+                await self.answer_link(message, link)
+            return  # pictures, documents, chat...: not for us, and not worth a word
         flow = "voice" if any(a.is_voice_message() for a in audio) else "attachment"
         limit = self.bot.settings.bot_max_attachments
         ident = {"user_id": message.author.id, "guild_id": message.guild.id if message.guild else None,
@@ -78,6 +83,24 @@ class Listen(commands.Cog):
         if len(audio) > limit:
             await message.reply(f"I listened to the first {limit} audio files; send the others separately.",
                                 mention_author=False)
+
+    async def answer_link(self, message: discord.Message, link: SpotifyLink) -> None:
+        """A Spotify link in a message: a track link answers like ``/similar`` of that track (its
+        title shown, so the person sees what was understood); any other link gets one sentence."""
+        ident = {"user_id": message.author.id, "guild_id": message.guild.id if message.guild else None,
+                 "channel_id": message.channel.id}
+
+        async def work(rid: str) -> None:
+            if not link.is_track:
+                raise NotATrackLinkError(f"{link.kind} link", user_message=link_sentence(link))
+            answer = await self.bot.answer_similar(f"spotify:track:{link.id}", rid, "link",
+                                                   lambda seed: f"Spotify link: {clip(seed.title, 80)}", **ident)
+            note = f"Answering the first of {link.others + 1} Spotify links." if link.others else None
+            await message.reply(note, embed=answer_embed(answer), view=ResultView(answer), mention_author=False)
+
+        async with message.channel.typing():
+            await self.bot.serve("link", user_id=message.author.id, guild_id=ident["guild_id"], work=work,
+                                 on_error=lambda text: message.reply(text, mention_author=False), quiet_ok=True)
 
     # ---- slash command and context menu ------------------------------------------------
 

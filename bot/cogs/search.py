@@ -23,6 +23,7 @@ from discord.ext import commands
 from engine.catalogue import Track
 from engine.errors import SynestheteError
 from engine.filters import TrackFilter, make_filter
+from engine.links import find_spotify_link
 
 from ..embeds import answer_embed, clip
 from ..views import ResultView, who
@@ -43,7 +44,8 @@ def human_query(typed: str, filters: TrackFilter) -> Callable[[Track], str]:
     suffix = f" ({filters.describe()})" if filters.active else ""
 
     def describe(seed: Track) -> str:
-        asked = seed.title if typed.startswith("id:") else typed
+        # a pasted link reads as the track it named, so the person sees what was understood
+        asked = seed.title if typed.startswith("id:") or find_spotify_link(typed) else typed
         return f"/similar {clip(asked, 80)}{suffix}"
 
     return describe
@@ -54,7 +56,7 @@ class Search(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="similar")
-    @app_commands.describe(track="Start typing a title or an artist, then pick a track",
+    @app_commands.describe(track="Start typing a title or an artist and pick a track, or paste a Spotify track link",
                            genre="Only these genres (comma-separated)", bpm="Tempo range, e.g. 100-130",
                            instrumental="Only tracks without vocals", popularity="Spotify popularity range, e.g. 20-80")
     async def similar(self, interaction: discord.Interaction, track: str, genre: str | None = None,

@@ -115,3 +115,37 @@ async def test_similar_from_autocomplete_end_to_end(real_bot):
     more = FakeInteraction(real_bot)
     await inter.sent[0].view.more.callback(more)
     assert more.embeds and "(more, 6–" in more.embeds[0].title
+
+
+async def test_a_spotify_link_in_a_message_answers_like_similar_end_to_end(real_bot, caplog):
+    """issue 31: people share Spotify links far more than files; the track it names answers, named."""
+    import logging
+
+    c = dpytest.get_config()
+    copper = "03" + "Q" * 20
+    await post(c.channels[0], c.members[0],
+               f"this one! <https://open.spotify.com/intl-de/track/{copper}?si=abc123> or spotify:track:{'01' + 'Q' * 20}")
+    (msg,) = sent_messages()
+    assert msg.content == "Answering the first of 2 Spotify links."
+    assert msg.embeds[0].title == "🎶 Songs like Band 1 – Copper Sky"
+    lines = [ln for ln in msg.embeds[0].description.splitlines() if ln.startswith("`")]
+    assert len(lines) == 5 and not any("Copper Sky" in ln for ln in lines)
+    # an album, a short link, a song the catalogue lacks: one sentence each, nothing at ERROR
+    for i, (text, said) in enumerate(((f"https://open.spotify.com/album/{'A' * 22}", "That's a Spotify album link"),
+                                      ("https://spotify.link/AbCdEf", "Short spotify.link links"),
+                                      (f"https://open.spotify.com/track/{'Z' * 22}", "That song isn't in my catalogue"))):
+        await post(c.channels[0], c.members[(i + 1) % 2], text)  # two people: the cooldown is per person
+        (reply,) = sent_messages()[-1:]
+        assert reply.content.startswith(said) and not reply.embeds, reply.content
+    await post(c.channels[0], c.members[0], "just chatting, no link")
+    assert sent_messages() == []  # chat without a link or audio: not a word
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_similar_takes_a_pasted_link_end_to_end(real_bot):
+    search = real_bot.get_cog("Search")
+    inter = FakeInteraction(real_bot)
+    await search.similar.callback(search, inter, f"https://open.spotify.com/track/{'05' + 'Q' * 20}?si=x")
+    embed = inter.embeds[0]
+    assert embed.title == "🎶 Songs like Band 2 – Blue Static"
+    assert embed.footer.text.startswith("/similar Band 2 – Blue Static")  # what was understood, not the raw link

@@ -53,6 +53,7 @@ if _skip_reason():
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -372,3 +373,15 @@ def test_listen_live_pressed_twice_gives_one_session(browser, server, how) -> No
     assert mic(browser, "liveTracks()") == 0, "a microphone track is still on"
     assert EXPECTED_NAME in browser.find_element(By.ID, "sounds-like").text
     assert not browser.find_element(By.ID, "error").is_displayed()
+
+
+def test_a_pasted_spotify_link_in_the_search_box_answers(browser, server, web_corpus) -> None:
+    """issue 31: the search box takes a Spotify track link; Enter answers with the track it names."""
+    open_page(browser, server)
+    box = browser.find_element(By.ID, "search")
+    box.send_keys(f"https://open.spotify.com/intl-fr/track/{web_corpus['expected_id']}?si=abc")
+    box.send_keys(Keys.ENTER)
+    items = wait_for_answer(browser)
+    check_tracks(items)
+    assert EXPECTED_NAME in browser.find_element(By.ID, "headline").text
+    assert not browser.find_element(By.ID, "suggestions").is_displayed()

@@ -451,16 +451,32 @@
       if (e.name !== "AbortError") { hits = []; closeSuggestions(); }
     }
   }
+  // A pasted Spotify link is a query of its own (issue 31): no name suggestions; Enter or the
+  // paste itself asks /api/similar, whose engine reads the link (track, album, short link...).
+  const SPOTIFY_LINK = /(open\.spotify\.com\/|spotify:[a-z]+:|spotify\.(app\.)?link\/)/i;
+  function similarToLink() {
+    const q = ui.search.value.trim();
+    hits = [];
+    closeSuggestions();
+    similar(q, "the linked track");
+  }
   ui.search.addEventListener("input", () => {
     clearTimeout(searchTimer);
     const q = ui.search.value.trim();
-    if (!q) { hits = []; closeSuggestions(); return; }
+    if (!q || SPOTIFY_LINK.test(q)) { hits = []; closeSuggestions(); return; }
     searchTimer = setTimeout(() => suggest(q), 150);
   });
+  ui.search.addEventListener("paste", () => setTimeout(() => {
+    if (SPOTIFY_LINK.test(ui.search.value)) similarToLink();
+  }, 0));
   ui.search.addEventListener("keydown", (e) => {
     if (e.key === "ArrowDown" && hits.length) { active = (active + 1) % hits.length; showSuggestions(); e.preventDefault(); }
     else if (e.key === "ArrowUp" && hits.length) { active = (active - 1 + hits.length) % hits.length; showSuggestions(); e.preventDefault(); }
-    else if (e.key === "Enter") { e.preventDefault(); choose(active >= 0 ? active : 0); }
+    else if (e.key === "Enter") {
+      e.preventDefault();
+      if (SPOTIFY_LINK.test(ui.search.value)) similarToLink();
+      else choose(active >= 0 ? active : 0);
+    }
     else if (e.key === "Escape") closeSuggestions();
   });
   ui.search.addEventListener("blur", () => setTimeout(closeSuggestions, 150));
