@@ -285,14 +285,26 @@ def passes(ratios: list[float], min_fold: list[float]) -> bool:
     return bool(ratios) and min(ratios) >= MIN_RATIO and min(min_fold, default=1.0) >= 1.0
 
 
+def product_config() -> SimilarityConfig:
+    """What ``synesthete-index build`` fits with the current settings (``SYNESTHETE_SIMILARITY_MODELS``,
+    ``..._SPREAD_WEIGHT``, ``..._METHOD``).  Before this, the table's "default" row was
+    ``SimilarityConfig()``, the class's own defaults (MSD alone, spread x1): the previous default."""
+    from engine.settings import Settings
+
+    s = Settings.from_env()
+    return SimilarityConfig(method=s.similarity_method, blocks=BOTH_MODELS if s.similarity_models == "msd+mtt"
+                            else BOTH_MODELS[:2], spread_weight=s.similarity_spread_weight)
+
+
 def candidates(args: argparse.Namespace) -> list[tuple[str, Candidate, bool]]:
     """``(name, candidate, fitted)`` in table order; the first is the reference (plain MSD)."""
-    default = SimilarityConfig()
+    default = product_config()
     out: list[tuple[str, Candidate, bool]] = [
         ("msd plain (reference)", _msd_plain, False),
         ("mfcc", _mfcc, True),
         ("msd z", _msd_z, True),
-        (f"default ({default.method})", _product(default), True),
+        ("previous default (pooled msd, spread x1)", _product(SimilarityConfig()), True),
+        ("default", _product(default), True),
         ("default + mutual proximity", _mutual_proximity(_product(default)), True),
         ("msd+mtt means", _msd_mtt(0.0), True),
     ]
@@ -375,14 +387,13 @@ def run(args: argparse.Namespace) -> dict:
         plain_folds = [_report(_msd_plain(c, np.arange(len(c.ids))), c, q) for q in c.folds]
         rows: dict[str, dict] = {}
         t0 = time.perf_counter()
-        for name, cand, fitted in cands:
-            rows[name] = score(name, cand, c, fitted, plain_folds)
+        for name, cand, fitted in cands:  # --in-sample: label-free fits on every track, as a build does
+            rows[name] = score(name, cand, c, fitted and not getattr(args, "in_sample", False), plain_folds)
         if not args.no_musly:
             sims = musly_similarities(c, feats_dir / "musly_timbre.npz")
             rows["musly (whole tracks)"] = score("musly", lambda _c, _t: ("sims", sims), c, False, plain_folds)
         if index_dir is not None:  # issue 29 step 3: the table and the product must agree
-            default = SimilarityConfig()
-            rows[f"default ({default.method}) fitted on all"] = score("", _product(default), c, False, plain_folds)
+            rows["default, fitted on all tracks"] = score("", _product(product_config()), c, False, plain_folds)
             rows["product: similar_to on the built index"] = product_report(c, index_dir)
         ref = rows["msd plain (reference)"]["artist_p5"]
         for name, r in rows.items():
@@ -429,6 +440,9 @@ def main() -> int:
     p.add_argument("--index", type=Path, action="append",
                    help="an index built from that corpus (synesthete-index build; repeat in --corpus order, "
                         "'-' for none): adds what similar_to gives on it")
+    p.add_argument("--in-sample", action="store_true",
+                   help="fit every (label-free) candidate on all tracks, as a build does, instead of held-out "
+                        "artists: what a person gets; 'min fold' is then the worst fold's queries")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     out = run(args)

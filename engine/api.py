@@ -93,6 +93,12 @@ class SynestheteAPI(Protocol):
         """The seed's own artist's other tracks, most similar first."""
         ...
 
+    async def aradio(self, track_id: str, n: int | None = None, filters: TrackFilter | None = None) -> Recommendation:
+        """A radio playlist of ``n`` tracks (default 25, 1..50) drifting from a catalogue track or a
+        Spotify track link (``engine.radio``); each result's similarity is to the track before it;
+        ``note`` says why when fewer qualify.  ``BadRadioLengthError`` (bad_request) outside 1..50."""
+        ...
+
     async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         """Catalogue tracks by title and artist (prefix and typo tolerant), for autocomplete."""
         ...

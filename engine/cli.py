@@ -2,6 +2,7 @@
 
     synesthete query note.ogg [--json]      identify + five similar tracks
     synesthete similar "track name" [--json]
+    synesthete radio "track name or Spotify link" [-n 25] [--links]
     synesthete search "text"                 catalogue tracks by name
     synesthete about
 
@@ -75,9 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
                                       "terminals (the same as synesthete-web)")
     sv.add_argument("--host", default=None, help="address to bind (default SYNESTHETE_WEB_HOST)")
     sv.add_argument("--port", type=int, default=None, help="port (default SYNESTHETE_WEB_PORT)")
+    r = sub.add_parser("radio", help="a playlist that drifts from a catalogue track (name, id or Spotify link)")
+    r.add_argument("name", help="track name (and/or artist), or a Spotify track link")
+    r.add_argument("--id", action="store_true", help="NAME is a track_id")
+    r.add_argument("-n", type=int, default=None, help="how many tracks (default 25, at most 50)")
+    r.add_argument("--links", action="store_true",
+                   help="only the tracks' links, one per line (paste them into a Spotify playlist)")
+    r.add_argument("--m3u", action="store_true", help="an extended M3U playlist of the tracks' links")
+    r.add_argument("--json", action="store_true", help="machine-readable output")
     for sp in (q, s):
         sp.add_argument("--raw", action="store_true",
                         help="the raw similarity ranking (no cap of one answer per artist)")
+    for sp in (q, s, r):
         sp.add_argument("--genre", default="", help="only these genres (comma-separated)")
         sp.add_argument("--bpm", default=None, help="tempo range, e.g. 100-130, 120- or -90")
         sp.add_argument("--instrumental", action="store_true", help="only tracks without vocals")
@@ -160,17 +170,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"error: no such file: {args.file}", file=sys.stderr)
                 return EXIT_USER_ERROR
             rec = svc.recommend(args.file, k=args.k, diverse=not args.raw, filters=_filters(args))
-        elif args.cmd == "similar":
-            link_id = _track_link(args.name) if not args.id else None
-            if args.id or link_id is not None:
-                track_id = args.name  # a link goes to the engine as pasted: it applies the link rules
-            else:
-                hits = svc.search_tracks(args.name, limit=5)
-                if not hits:
-                    print(f"No track in the catalogue matches {args.name!r}.", file=sys.stderr)
-                    return EXIT_USER_ERROR
-                track_id = hits[0].track.track_id
-                _say_which(hits)
+        elif args.cmd in ("similar", "radio"):
+            track_id = _seed_id(args, svc)
+            if track_id is None:
+                return EXIT_USER_ERROR
+            if args.cmd == "radio":
+                return _print_radio(svc.radio(track_id, args.n, filters=_filters(args)), args)
             rec = (svc.more_by_artist(track_id, k=args.k) if args.same_artist
                    else svc.similar_to(track_id, k=args.k, diverse=not args.raw, filters=_filters(args)))
         elif args.cmd == "search":
@@ -180,6 +185,41 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             _print_about(svc.about(), args.json)
             return EXIT_OK
         print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False)) if args.json else _print_recommendation(rec)
+    return EXIT_OK
+
+
+def _seed_id(args: argparse.Namespace, svc) -> str | None:
+    """The track ``similar``/``radio`` start from: an id, a link (passed as pasted: the engine
+    applies the link rules), or the best name match (said when several matched); None, said on
+    stderr, when no name matches."""
+    if args.id or _track_link(args.name) is not None:
+        return args.name
+    hits = svc.search_tracks(args.name, limit=5)
+    if not hits:
+        print(f"No track in the catalogue matches {args.name!r}.", file=sys.stderr)
+        return None
+    _say_which(hits, command=args.cmd)
+    return hits[0].track.track_id
+
+
+def _print_radio(rec, args: argparse.Namespace, out=None) -> int:
+    """A radio: ``--links`` one link per line (Spotify's desktop app takes them pasted into a
+    playlist), ``--json`` the answer, else numbered lines; the note (fewer than asked) on stderr."""
+    out = out or sys.stdout
+    if args.json:
+        print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False), file=out)
+    elif args.links or args.m3u:
+        from .playlist import links_text, m3u_text
+
+        tracks = [r.track for r in rec.results]
+        out.write(m3u_text(tracks, f"Radio: {rec.seed.title}") if args.m3u else links_text(tracks))
+    else:
+        print(f"Radio from: {rec.seed.title}  ({len(rec.results)} tracks, each near the one before)\n", file=out)
+        for i, r in enumerate(rec.results, 1):
+            print(f"{i:2d}. {r.track.title}  [{', '.join(r.track.genres) or '-'}]  {r.similarity:.2f}", file=out)
+            print(f"    {r.track.link}", file=out)
+    if rec.note:
+        print(rec.note, file=sys.stderr)
     return EXIT_OK
 
 
@@ -198,7 +238,7 @@ def _track_link(text: str, out=None) -> str | None:
     return track_id
 
 
-def _say_which(hits, out=None) -> None:
+def _say_which(hits, out=None, command: str = "similar") -> None:
     """On stderr, when a name matched several tracks: which one ``similar`` uses and what else matched.
 
     Why: it silently took the best match (issue 24), so a person asking for "Track 2" of one
@@ -210,7 +250,7 @@ def _say_which(hits, out=None) -> None:
     print(f"Using \"{hits[0].track.title}\" (id={hits[0].track.track_id}); {len(hits) - 1} more matched:", file=out)
     for h in hits[1:]:
         print(f"  {h.track.title}  id={h.track.track_id}", file=out)
-    print("Pick one with: similar --id ID", file=out)
+    print(f"Pick one with: {command} --id ID", file=out)
 
 
 def _print_hits(hits, as_json: bool) -> None:

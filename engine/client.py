@@ -180,6 +180,10 @@ class EngineClient:
         params = {"track_id": track_id, "k": k, "offset": offset, "same_artist": "1"}
         return self._answer(await self._request("GET", "/api/similar", params))
 
+    async def aradio(self, track_id: str, n: int | None = None, filters: TrackFilter | None = None) -> Recommendation:
+        params = {"track_id": track_id, "n": n, **(filters.to_params() if filters else {})}
+        return self._answer(await self._request("GET", "/api/radio", params))
+
     async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         body = await self._request("GET", "/api/search", {"q": text, "limit": min(max(1, limit), 25)})
         try:
@@ -202,6 +206,9 @@ class EngineClient:
 
     def search_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         return asyncio.run(self.asearch_tracks(text, limit))
+
+    def radio(self, track_id: str, n: int | None = None, filters: TrackFilter | None = None) -> Recommendation:
+        return asyncio.run(self.aradio(track_id, n, filters))
 
     def close(self) -> None:
         """Nothing to release (a session lives for one call); here so callers treat both alike."""

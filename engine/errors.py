@@ -130,6 +130,13 @@ class BadFilterError(SynestheteError):
     user_message = "Those filters don't make sense together; please check them."
 
 
+class BadRadioLengthError(SynestheteError):
+    """A radio of a length outside 1..RADIO_MAX tracks (engine.radio)."""
+
+    kind = "bad_request"
+    user_message = "A radio has 1 to 50 tracks; ask for a number in that range."
+
+
 class NothingMatchesError(SynestheteError):
     """The filters are valid but no catalogue track passes them."""
 

@@ -102,9 +102,12 @@ class Recommendation:
     #: not identified, but the landmarks' best candidate is also the nearest track: "might be X"
     #: (shown hedged, and left out of the recommendations: never X recommended to itself)
     might_be: Track | None = None
+    #: a sentence about the answer as a whole (a radio shorter than asked: why)
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "note": self.note,
             "identified": self.identified.to_dict() if self.identified else None,
             "might_be": self.might_be.to_dict() if self.might_be else None,
             "seed": self.seed.to_dict() if self.seed else None,
@@ -121,7 +124,7 @@ class Recommendation:
                    [ScoredTrack.from_dict(r) for r in d.get("results", [])],
                    Track.from_dict(d["seed"]) if d.get("seed") else None, d.get("query_seconds"),
                    dict(d.get("timings_ms") or {}), d.get("model_id", ""),
-                   Track.from_dict(d["might_be"]) if d.get("might_be") else None)
+                   Track.from_dict(d["might_be"]) if d.get("might_be") else None, d.get("note", ""))
 
 
 #: nearest tracks the discovery rule chooses from (enough for five artists in a catalogue of
@@ -292,6 +295,38 @@ class SynestheteService:
         return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
                               self.model_id)
 
+    def radio(self, track_id: str, n: int | None = None, filters: TrackFilter | None = None) -> Recommendation:
+        """A radio playlist of ``n`` tracks (default 25, at most 50) that drifts from a catalogue track.
+
+        ``track_id`` may be a Spotify track link.  How it walks: ``engine.radio``.  Each
+        result's ``similarity`` is its cosine to the track **before** it (the seed first); fewer
+        than ``n`` tracks when fewer qualify (``note`` says so).  Raises ``BadRadioLengthError``
+        for ``n`` outside 1..50, ``TrackNotFoundError``, ``BadFilterError``/``NothingMatchesError``.
+        """
+        from .errors import BadRadioLengthError
+        from .radio import RADIO_DEFAULT, RADIO_MAX, RADIO_POOL, walk
+
+        n = RADIO_DEFAULT if n is None else int(n)
+        if not 1 <= n <= RADIO_MAX:
+            raise BadRadioLengthError(f"radio of {n} tracks")
+        t0 = time.perf_counter()
+        track, vecs = self._seed(track_id)
+        seed_vec = vecs[track.track_key]
+        pool = self._neighbours(seed_vec, RADIO_POOL, {track.track_key}, track, diverse=False, filters=filters)
+        pool_vecs = self.store.track_vectors([r.track.track_key for r in pool])
+        pool = [r for r in pool if r.track.track_key in pool_vecs]
+        median = float(self.match_scale.quantiles[len(self.match_scale.quantiles) // 2]) if self.match_scale else -1.0
+        steps = walk(seed_vec, np.stack([pool_vecs[r.track.track_key] for r in pool]) if pool else
+                     np.zeros((0, len(seed_vec)), np.float32), [r.track.artist for r in pool], n,
+                     min_similarity=median)
+        results = [ScoredTrack(pool[s.index].track, s.to_previous, heard=pool[s.index].heard) for s in steps]
+        self._annotate(results, track)
+        note = "" if len(results) >= n else (
+            f"Only {len(results)} tracks qualify (near the one before, at most two per artist"
+            f"{', within your filters' if filters is not None and filters.active else ''}).")
+        return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
+                              self.model_id, note=note)
+
     def more_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
         """The seed's own artist's other tracks, most similar first: "More by this artist".
 
@@ -412,6 +447,9 @@ class SynestheteService:
 
     async def amore_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
         return await self._run(self.more_by_artist, track_id, k, offset, light=True)
+
+    async def aradio(self, track_id: str, n: int | None = None, filters: TrackFilter | None = None) -> Recommendation:
+        return await self._run(self.radio, track_id, n, filters, light=True)
 
     async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         # name search is a few ms of SQLite: a thread hop, but no slot or timeout needed

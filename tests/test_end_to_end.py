@@ -279,7 +279,7 @@ def test_the_similarity_table_and_the_product_agree(catalogue, service: Synesthe
                               max_patches=0, spread_weights=[0.5], no_musly=True, json=None)
     rows = se.run(args)["corpora"]["corpus"]["rows"]
     product = rows["product: similar_to on the built index"]
-    table = next(r for name, r in rows.items() if name.endswith("fitted on all"))
+    table = next(r for name, r in rows.items() if name.endswith("fitted on all tracks"))
     assert product["n_queries"] == N_TRACKS
     for figure in ("artist_p5", "genre_p5", "genre_p5_artist_filtered"):
         assert abs(product[figure] - table[figure]) <= 0.02, (figure, product, table)

@@ -361,6 +361,30 @@ async def similar(request: web.Request) -> web.Response:
     return web.json_response(public_answer(rec))
 
 
+async def radio(request: web.Request) -> web.Response:
+    """``GET /api/radio?track_id=ID|link[&n=25][&format=json|links|m3u|csv][&genre=…]``: a radio playlist."""
+    from engine.playlist import FORMATS, csv_text, links_text, m3u_text
+    from engine.radio import RADIO_DEFAULT, RADIO_MAX
+
+    await _limit(request, "search")
+    raw = request.query.get("track_id", "").strip()
+    if not raw:
+        raise BadRequest("missing track_id", user_message="Tell me which track: add ?track_id=…")
+    n = _int_param(request, "n", RADIO_DEFAULT, 1, RADIO_MAX)
+    fmt = request.query.get("format", "json")
+    if fmt not in FORMATS:
+        raise BadRequest(f"format={fmt!r}", user_message=f"'format' must be one of {', '.join(FORMATS)}.")
+    rec = await request.app[SERVICE].aradio(raw, n, _filters(request))
+    tracks = [r.track for r in rec.results]
+    if fmt == "json":
+        return web.json_response(public_answer(rec))
+    body, ctype, ext = {"links": (links_text(tracks), "text/plain", "txt"),
+                        "m3u": (m3u_text(tracks, f"Radio: {rec.seed.title}"), "audio/x-mpegurl", "m3u"),
+                        "csv": (csv_text(tracks), "text/csv", "csv")}[fmt]
+    return web.Response(text=body, content_type=ctype, charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="radio.{ext}"'} if fmt != "links" else {})
+
+
 async def search(request: web.Request) -> web.Response:
     await _limit(request, "search")
     if "q" not in request.query:
@@ -436,6 +460,7 @@ def create_app(service: SynestheteAPI, settings: Settings | None = None, *,
     app.router.add_get("/api/about", api_about)
     app.router.add_post("/api/recommend", recommend)
     app.router.add_get("/api/similar", similar)
+    app.router.add_get("/api/radio", radio)
     app.router.add_get("/api/search", search)
     app.router.add_get("/api/listen", listen)
     app.router.add_static("/static", STATIC_DIR, append_version=False)

@@ -83,6 +83,9 @@ class StubService:
     async def amore_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
         return await self._run(self.more_by_artist, track_id, k, offset, light=True)
 
+    async def aradio(self, track_id: str, n: int | None = None, filters: Any = None) -> Recommendation:
+        return await self._run(self.radio, track_id, n, filters, light=True)
+
     async def asearch_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         return await asyncio.get_running_loop().run_in_executor(None, self.search_tracks, text, limit)
 
@@ -136,6 +139,14 @@ class StubService:
         same = [t for t in self.tracks if t.artist == seed.artist and t.track_id != track_id]
         res = [ScoredTrack(t, 0.8 - 0.01 * i) for i, t in enumerate(same[offset:offset + k])]
         return Recommendation(None, res, seed, None, {}, self.model_id)
+
+    def radio(self, track_id: str, n: int | None = None, filters: Any = None) -> Recommendation:
+        self.calls.append(("radio", track_id, n))
+        seed = self.by_id.get(track_id)
+        if seed is None:
+            raise TrackNotFoundError(f"no track with id {track_id!r}")
+        others = [t for t in self.tracks if t.track_id != track_id][: n or 25]
+        return Recommendation(None, [ScoredTrack(t, 0.7) for t in others], seed, None, {}, self.model_id)
 
     def search_tracks(self, text: str, limit: int = 10) -> list[SearchHit]:
         self.calls.append(("search_tracks", text, limit))

@@ -16,7 +16,8 @@ from .conftest import bot_settings
 from .fakes import StubService
 
 ROOT = Path(__file__).resolve().parents[2]
-MEMBERS = {"settings", "model_id", "about", "health", "arecommend", "asimilar_to", "amore_by_artist", "asearch_tracks"}
+MEMBERS = {"settings", "model_id", "about", "health", "arecommend", "asimilar_to", "amore_by_artist", "aradio",
+           "asearch_tracks"}
 METHODS = sorted(MEMBERS - {"settings", "model_id"})
 
 

@@ -352,3 +352,29 @@ async def test_similar_takes_a_pasted_spotify_track_link(service) -> None:
         assert msg.startswith("That song isn't in my catalogue") and "voice note" in msg
         r = await c.get("/api/similar", params={"track_id": "https://spotify.link/AbCd1234"})
         assert "full" in (await err(r, 422, "not_a_track_link"))["error"]["message"]
+
+
+async def test_radio_as_json_links_m3u_and_csv(service) -> None:
+    """Issue 31 step 2: /api/radio drifts from a track (or a pasted link); the same tracks in every format."""
+    link = f"https://open.spotify.com/track/{track_id(2)}?si=x"
+    async with client_for(service) as c:
+        r = await c.get("/api/radio", params={"track_id": link, "n": "6"})
+        assert r.status == 200, await r.text()
+        body = await r.json()
+        ids = [t["track_id"] for t in body["results"]]
+        assert body["seed"]["track_id"] == track_id(2) and 1 <= len(ids) <= 6 and len(set(ids)) == len(ids)
+        assert track_id(2) not in ids
+        if len(ids) < 6:
+            assert body["note"].startswith(f"Only {len(ids)} tracks qualify")
+        links = await (await c.get("/api/radio", params={"track_id": track_id(2), "n": "6", "format": "links"})).text()
+        assert links.splitlines() == [f"https://open.spotify.com/track/{i}" for i in ids]
+        r = await c.get("/api/radio", params={"track_id": track_id(2), "n": "6", "format": "m3u"})
+        assert r.headers["Content-Disposition"] == 'attachment; filename="radio.m3u"'
+        assert (await r.text()).startswith("#EXTM3U\n#PLAYLIST:Radio: ")
+        csv_body = await (await c.get("/api/radio", params={"track_id": track_id(2), "format": "csv"})).text()
+        assert csv_body.splitlines()[0] == "position,artist,title,track_id,link"
+        for bad in ({"track_id": track_id(2), "n": "0"}, {"track_id": track_id(2), "n": "10000"},
+                    {"track_id": track_id(2), "format": "xml"}, {}):
+            await err(await c.get("/api/radio", params=bad), 400, "bad_request")
+        await err(await c.get("/api/radio", params={"track_id": f"spotify:album:{track_id(2)}"}), 422,
+                  "not_a_track_link")
