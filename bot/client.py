@@ -375,6 +375,15 @@ class SynestheteBotBase(commands.bot.BotBase):
         await self.record(answer)
         return answer
 
+    async def answer_radio(self, track: str, rid: str, flow: str, n: int | None = None) -> Any:
+        """A radio from a catalogue track (an id, or a pasted link: the engine reads it); the
+        engine's ``Recommendation`` (``note`` set when fewer than ``n`` qualify)."""
+        t0 = time.perf_counter()
+        rec = await self.service.aradio(track, n)
+        log.info("request %s flow=%s radio of %d tracks in %.2fs", rid, flow, len(rec.results),
+                 time.perf_counter() - t0)
+        return rec
+
     async def resolve_track(self, value: str) -> str:
         """An autocomplete value (``id:<track_id>``), a pasted Spotify link or free text -> a track id.
 

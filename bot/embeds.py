@@ -114,3 +114,49 @@ def about_embed(about: dict, extra: dict) -> discord.Embed:
         e.add_field(name=k, value=clip(str(v), 1024))
     e.set_footer(text=clip(f"model id {about.get('model_id', '?')}", 2048))
     return e
+
+
+#: the radio's description stops before Discord's 4,096 (the rest is in the attached playlist)
+RADIO_DESCRIPTION_BUDGET = 3800
+
+
+def radio_embed(rec, footer: str = "") -> discord.Embed:
+    """A radio (``SynestheteService.radio``): one line per track, as many as fit, each linked.
+
+    Why attachments too (:func:`radio_files`): 50 linked lines can pass an embed's 4,096
+    characters, and a playlist is taken away as a file, not copied line by line.
+    """
+    seed = rec.seed
+    lines: list[str] = []
+    used = 0
+    for i, r in enumerate(rec.results, 1):
+        line = (f"`{i:>2}.` [{_md(r.track.name, 70)}]({r.track.link})"
+                + (f" — {_md(r.track.artist, 50)}" if r.track.artist else ""))
+        if used + len(line) + 1 > RADIO_DESCRIPTION_BUDGET:
+            lines.append(f"… and {len(rec.results) - i + 1} more in the attached playlist.")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    if rec.note:
+        lines.append(f"\n{_md(rec.note, 300)}")
+    if not rec.results:
+        lines = ["Nothing near enough to play after it; try another song."]
+    embed = discord.Embed(title=f"📻 Radio from {clip(seed.title, 200)}" if seed else "📻 Radio",
+                          url=seed.link if seed else None, description="\n".join(lines), colour=COLOUR)
+    embed.set_footer(text=clip(f"{len(rec.results)} tracks, each near the one before · links.txt pastes into a "
+                               f"Spotify playlist" + (f" · {footer}" if footer else ""), 2000))
+    return embed
+
+
+def radio_files(rec) -> list[discord.File]:
+    """The radio as ``links.txt`` (one link per line) and ``radio.m3u``: the forms too long for a message."""
+    import io
+
+    from engine.playlist import links_text, m3u_text
+
+    tracks = [r.track for r in rec.results]
+    if not tracks:
+        return []
+    title = f"Radio: {rec.seed.title}" if rec.seed else "Radio"
+    return [discord.File(io.BytesIO(links_text(tracks).encode()), filename="links.txt"),
+            discord.File(io.BytesIO(m3u_text(tracks, title).encode()), filename="radio.m3u")]

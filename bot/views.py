@@ -1,4 +1,4 @@
-"""The buttons under an answer: More like this, More by this artist, explore from one result, 👍 / 👎.
+"""The buttons under an answer: More like this, More by this artist, Radio, explore from one result, 👍 / 👎.
 
 Anyone in the channel may use them (an answer is a shared thing); each click is
 its own request through :meth:`SynestheteBotBase.serve`, so cooldowns and the guild
@@ -166,6 +166,44 @@ class ArtistButton(discord.ui.DynamicItem[discord.ui.Button], template=r"syn:art
             on_error=lambda text: interaction.followup.send(text, ephemeral=True))
 
 
+class RadioButton(discord.ui.DynamicItem[discord.ui.Button], template=r"syn:radio:" + ANSWER_ID):
+    """A radio playlist from the answer: from its seed or the recognised song, else its nearest
+    track (a recording of no catalogue song has no track to start from; its best match stands in)."""
+
+    def __init__(self, answer_id: str, *, item: discord.ui.Button | None = None) -> None:
+        super().__init__(item or discord.ui.Button(label="Radio", style=discord.ButtonStyle.secondary, emoji="📻",
+                                                   row=0, custom_id=f"syn:radio:{answer_id}"))
+        self.answer_id = answer_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> RadioButton:
+        return cls(match["answer_id"], item=cast(discord.ui.Button, item))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        prev = await open_answer(interaction, self, "radio")
+        if prev is None:
+            return
+        start = prev.seed or (prev.results[0].track if prev.results else None)
+        if start is None:
+            await refuse(interaction, self, "radio", AnswerGoneError(f"answer {self.answer_id} has no track",
+                                                                     user_message="This answer has no song to start "
+                                                                                  "a radio from."),
+                         time.perf_counter(), disable=False)
+            return
+        bot = bot_of(interaction)
+        await interaction.response.defer(thinking=True)
+
+        async def work(rid: str) -> None:
+            from .embeds import radio_embed, radio_files
+
+            rec = await bot.answer_radio(start.track_id, rid, "radio")
+            await interaction.followup.send(embed=radio_embed(rec, f"ref {rid}"), files=radio_files(rec), wait=True)
+
+        await bot.serve("radio", user_id=interaction.user.id, guild_id=interaction.guild_id, work=work,
+                        on_error=lambda text: interaction.followup.send(text, ephemeral=True))
+
+
 class VoteButton(discord.ui.DynamicItem[discord.ui.Button],
                  template=r"syn:vote:(?P<vote>up|down):" + ANSWER_ID):
     """👍 / 👎 on the answer, stored per user for evaluation (bot.feedback)."""
@@ -274,6 +312,9 @@ class ResultView(discord.ui.View):
         if answer.seed is not None and answer.seed.artist and answer.kind != "artist":
             self.artist = ArtistButton(aid, artist=answer.seed.artist)
             self.add_item(self.artist)
+        self.radio = RadioButton(aid) if answer.seed is not None or answer.results else None
+        if self.radio is not None:
+            self.add_item(self.radio)
         self.add_item(self.up)
         self.add_item(self.down)
         self.reseed: ReseedSelect | None = None
@@ -283,7 +324,7 @@ class ResultView(discord.ui.View):
 
 
 #: an item under an answer that knows the answer's id
-AnswerButton = MoreButton | ArtistButton | VoteButton | ReseedSelect
+AnswerButton = MoreButton | ArtistButton | RadioButton | VoteButton | ReseedSelect
 
 #: registered by the bot in setup_hook (``add_dynamic_items``)
-DYNAMIC_ITEMS = (MoreButton, ArtistButton, VoteButton, ReseedSelect, LegacyItem)
+DYNAMIC_ITEMS = (MoreButton, ArtistButton, RadioButton, VoteButton, ReseedSelect, LegacyItem)

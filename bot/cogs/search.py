@@ -25,7 +25,7 @@ from engine.errors import SynestheteError
 from engine.filters import TrackFilter, make_filter
 from engine.links import find_spotify_link
 
-from ..embeds import answer_embed, clip
+from ..embeds import answer_embed, clip, radio_embed, radio_files
 from ..views import ResultView, who
 
 if TYPE_CHECKING:
@@ -74,7 +74,23 @@ class Search(commands.Cog):
         await self.bot.serve("similar", user_id=interaction.user.id, guild_id=interaction.guild_id, work=work,
                              on_error=lambda text: interaction.followup.send(text))
 
+    @app_commands.command(name="radio")
+    @app_commands.describe(track="Start typing a title or an artist and pick a track, or paste a Spotify track link",
+                           tracks="How many tracks (1-50, default 25)")
+    async def radio(self, interaction: discord.Interaction, track: str,
+                    tracks: app_commands.Range[int, 1, 50] | None = None) -> None:
+        """A playlist that drifts from a song, each next one near the ones before (links to take away)."""
+        await interaction.response.defer(thinking=True)
+
+        async def work(rid: str) -> None:
+            rec = await self.bot.answer_radio(await self.bot.resolve_track(track), rid, "radio", tracks)
+            await interaction.followup.send(embed=radio_embed(rec, f"ref {rid}"), files=radio_files(rec), wait=True)
+
+        await self.bot.serve("radio", user_id=interaction.user.id, guild_id=interaction.guild_id, work=work,
+                             on_error=lambda text: interaction.followup.send(text))
+
     @similar.autocomplete("track")
+    @radio.autocomplete("track")
     async def track_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         current = current.strip()
         if len(current) < 2:

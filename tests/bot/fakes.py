@@ -4,6 +4,8 @@ thin Interaction / response / followup objects for slash commands and components
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import base64
 import itertools
@@ -269,6 +271,7 @@ class Sent:
     ephemeral: bool
     at: float
     via: str
+    files: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -314,9 +317,10 @@ class FakeFollowup:
         self._response = response
 
     async def send(self, content: str | None = None, *, embed: discord.Embed | None = None,
-                   view: discord.ui.View | None = None, ephemeral: bool = False, wait: bool = False) -> FakeMessage:
+                   view: discord.ui.View | None = None, ephemeral: bool = False, wait: bool = False,
+                   files: list[discord.File] | None = None) -> FakeMessage:
         assert self._response.is_done(), "followup before the interaction was acknowledged"
-        s = Sent(content, embed, view, ephemeral, time.perf_counter(), "followup")
+        s = Sent(content, embed, view, ephemeral, time.perf_counter(), "followup", list(files or []))
         self._log.append(s)
         return FakeMessage(s)
 
@@ -388,6 +392,8 @@ class DiscordEdge:
         self.author: dict = {}
         #: the messages follow-ups made, as Discord returns them (what a later press refers to)
         self.posted: list[dict] = []
+        #: the file names of each follow-up sent with files
+        self.files: list[list[str]] = []
 
     async def request(self, route: Any, payload: dict | None = None) -> Any:
         self.calls.append(Call(route.method, route.path, payload or {}))
@@ -435,7 +441,11 @@ def install_discord_edge(monkeypatch: Any) -> DiscordEdge:
 
     edge = DiscordEdge()
 
-    async def request(adapter: Any, route: Any, session: Any, *, payload: dict | None = None, **_: Any) -> Any:
+    async def request(adapter: Any, route: Any, session: Any, *, payload: dict | None = None,
+                      multipart: list[dict] | None = None, files: Any = None, **_: Any) -> Any:
+        if payload is None and multipart:  # a message with files: Discord reads the JSON part
+            payload = json.loads(next(p["value"] for p in multipart if p.get("name") == "payload_json"))
+            edge.files.append([f.filename for f in files or []])
         return await edge.request(route, payload)
 
     monkeypatch.setattr(AsyncWebhookAdapter, "request", request)

@@ -149,3 +149,20 @@ async def test_similar_takes_a_pasted_link_end_to_end(real_bot):
     embed = inter.embeds[0]
     assert embed.title == "🎶 Songs like Band 2 – Blue Static"
     assert embed.footer.text.startswith("/similar Band 2 – Blue Static")  # what was understood, not the raw link
+
+
+async def test_radio_from_a_pasted_link_end_to_end(real_bot):
+    """issue 31 step 2: /radio through the real engine; the playlist comes as links.txt and radio.m3u."""
+    search = real_bot.get_cog("Search")
+    inter = FakeInteraction(real_bot)
+    await search.radio.callback(search, inter, f"spotify:track:{'03' + 'Q' * 20}", 6)
+    (sent,) = inter.sent
+    assert sent.embed.title == "📻 Radio from Band 1 – Copper Sky"
+    lines = [ln for ln in sent.embed.description.splitlines() if ln.startswith("`")]
+    assert 1 <= len(lines) <= 6 and not any("Copper Sky" in ln for ln in lines)
+    assert [f.filename for f in sent.files] == ["links.txt", "radio.m3u"]
+    links = sent.files[0].fp.read().decode().splitlines()
+    assert len(links) == len(lines) and all(x.startswith("https://open.spotify.com/track/") for x in links)
+    bad = FakeInteraction(real_bot, user=type(inter.user)(99))
+    await search.radio.callback(search, bad, f"https://open.spotify.com/playlist/{'P' * 22}", None)
+    assert bad.sent[0].content.startswith("That's a Spotify playlist link")

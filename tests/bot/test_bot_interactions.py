@@ -37,8 +37,8 @@ async def test_recommend_defers_at_once_then_answers(bot, files):
     assert inter.response.deferred == {"thinking": True, "ephemeral": False}
     (sent,) = inter.sent
     assert sent.via == "followup" and sent.embed.title.startswith("🎧 Sounds like")
-    assert {type(c).__name__ for c in sent.view.children} == {"MoreButton", "ArtistButton", "VoteButton",
-                                                              "ReseedSelect"}
+    assert {type(c).__name__ for c in sent.view.children} == {"MoreButton", "ArtistButton", "RadioButton",
+                                                              "VoteButton", "ReseedSelect"}
     assert queries(bot, "recommend", "ok") == 1
 
 

@@ -40,7 +40,7 @@ async def answer_before_restart(make_bot, files, sent, **kw) -> tuple[dict, obje
     url = files.add("song.mp3", AUDIO)
     await post_mention(bot, c, url)
     (reply,) = sent
-    assert reply["embeds"] and len(custom_ids(reply)) == 5
+    assert reply["embeds"] and len(custom_ids(reply)) == 6
     await stop_bot(bot)  # what close() releases (dpytest's gateway cannot be closed)
     return reply, bot
 
@@ -65,7 +65,7 @@ async def test_old_buttons_work_after_a_restart(make_bot, files, sent, edge):
     reply, old = await answer_before_restart(make_bot, files, sent)
     answer_id = reply["embeds"][0]["footer"]["text"].rsplit("ref ", 1)[1]
     ids = ids_by_action(reply)
-    assert set(ids) == {"more", "artist", "vote:up", "vote:down", "reseed"}
+    assert set(ids) == {"more", "artist", "radio", "vote:up", "vote:down", "reseed"}
     assert all(cid.endswith(":" + answer_id) for cid in ids.values())
 
     bot = await make_bot(bot_watch_mode="mention")  # a new process over the same data directory
@@ -91,6 +91,14 @@ async def test_old_buttons_work_after_a_restart(make_bot, files, sent, edge):
     (embed,) = edge.embeds()
     assert embed["title"] == "🎶 Songs like Artist 0 – Song number 0"
     assert bot.service.calls[-1][:2] == ("more_by_artist", bot.service.tracks[0].track_id)
+
+    edge.clear()
+    await press(bot, edge, reply, ids["radio"])  # issue 31: a radio from the recognised song, after a restart
+    (embed,) = edge.embeds()
+    assert embed["title"] == "📻 Radio from Artist 0 – Song number 0"
+    assert bot.service.calls[-1][:2] == ("radio", bot.service.tracks[0].track_id)
+    assert embed["description"].count("open.spotify.com/track/") == 25  # the stub radio: 25 others
+    assert edge.files[-1] == ["links.txt", "radio.m3u"]  # the playlist to take away
 
     edge.clear()
     pick = bot.service.tracks[3]
@@ -123,7 +131,7 @@ async def test_an_expired_answer_disables_its_buttons_and_says_so(make_bot, file
     await press(bot, edge, reply, ids_by_action(reply)["vote:up"])
     update, = edge.responses
     assert update["type"] == 7  # the message itself, edited: every item greyed out
-    assert disabled(update["data"]["components"]) == [True] * 5
+    assert disabled(update["data"]["components"]) == [True] * 6
     ((text, ephemeral),) = edge.said()
     assert ephemeral and text.startswith(AnswerExpiredError.user_message)
     assert bot.feedback.counts()["up"] == 0 and bot.service.calls == []
@@ -149,7 +157,7 @@ async def test_an_unknown_answer_id_gets_a_sentence_not_silence(make_bot, files,
     for action in ("more", "vote:down", "artist"):
         edge.clear()
         await press(bot, edge, reply, ids_by_action(reply)[action])
-        assert edge.responses[0]["type"] == 7 and disabled(edge.responses[0]["data"]["components"]) == [True] * 5
+        assert edge.responses[0]["type"] == 7 and disabled(edge.responses[0]["data"]["components"]) == [True] * 6
         ((text, ephemeral),) = edge.said()
         assert ephemeral and text.startswith(AnswerGoneError.user_message)
     assert "refused [answer_gone]" in caplog.text
