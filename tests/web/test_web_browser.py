@@ -385,3 +385,25 @@ def test_a_pasted_spotify_link_in_the_search_box_answers(browser, server, web_co
     check_tracks(items)
     assert EXPECTED_NAME in browser.find_element(By.ID, "headline").text
     assert not browser.find_element(By.ID, "suggestions").is_displayed()
+
+
+def test_radio_from_an_answer_and_copy_its_links(browser, server, web_corpus) -> None:
+    """issue 31: every answer offers a radio; the radio offers its links (clipboard) and an .m3u download."""
+    open_page(browser, server)
+    box = browser.find_element(By.ID, "search")
+    box.send_keys(f"spotify:track:{web_corpus['expected_id']}")
+    box.send_keys(Keys.ENTER)
+    wait_for_answer(browser)
+    browser.find_element(By.ID, "radio").click()
+    WebDriverWait(browser, ANSWER_TIMEOUT_S).until(EC.presence_of_element_located((By.ID, "radio-from")))
+    assert EXPECTED_NAME in browser.find_element(By.ID, "radio-from").text
+    items = browser.find_elements(By.CSS_SELECTOR, "#results li.track")
+    ids = [li.get_attribute("data-track-id") for li in items]
+    assert ids and len(set(ids)) == len(ids) and web_corpus["expected_id"] not in ids
+    m3u = browser.find_element(By.CSS_SELECTOR, "#answer-actions a.download").get_attribute("href")
+    assert "/api/radio?" in m3u and "format=m3u" in m3u
+    browser.execute_script("navigator.clipboard.writeText = (t) => { window.__copied = t; return Promise.resolve(); };")
+    browser.find_element(By.ID, "copy-links").click()
+    WebDriverWait(browser, 5).until(lambda d: d.execute_script("return window.__copied"))
+    copied = browser.execute_script("return window.__copied").split()
+    assert copied == [f"https://open.spotify.com/track/{i}" for i in ids]

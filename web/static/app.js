@@ -108,11 +108,58 @@
                      allow: "encrypted-media; clipboard-write", title: `Spotify player: ${t.name}` })));
   }
 
-  function render(ans, { guess = false, heard = null } = {}) {
+  // ---- radio (issue 31): a playlist from the answer's song, and its links to take away -------
+
+  function answerActions(ans, guess, isRadio) {
+    const row = document.getElementById("answer-actions");
+    row.replaceChildren();
+    const start = ans.seed || ans.identified || (ans.results || [])[0];
+    if (!guess && !isRadio && start && start.track_id) {
+      row.append(el("button", { type: "button", id: "radio", class: "secondary",
+                                onclick: () => radio(start.track_id, start.name) }, "📻 Radio from this song"));
+    }
+    if (isRadio && (ans.results || []).length) {
+      row.append(el("button", { type: "button", id: "copy-links", class: "secondary",
+                                onclick: () => copyLinks(ans) }, "Copy links"),
+                 el("a", { href: `/api/radio?track_id=${encodeURIComponent(ans.seed.track_id)}&n=${ans.results.length}` +
+                             "&format=m3u", download: "radio.m3u", class: "download", text: "Download .m3u" }));
+    }
+  }
+  async function copyLinks(ans) {
+    const text = ans.results.map((t) => t.link).join("\n") + "\n";
+    try {
+      await navigator.clipboard.writeText(text);
+      status(`Copied ${ans.results.length} links: paste them into a Spotify playlist.`);
+    } catch (e) {  // no clipboard permission (an insecure origin): show them to copy by hand
+      window.prompt("Copy these links:", text);
+    }
+  }
+  async function radio(trackId, name) {
+    if (busy || mic) return;
+    showError("");
+    setBusy(true);
+    status(`Making a radio from ${name}…`);
+    try {
+      render(await call(`/api/radio?track_id=${encodeURIComponent(trackId)}`), { radio: true });
+      status("");
+    } catch (e) {
+      showError(e.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  function render(ans, { guess = false, heard = null, radio = false } = {}) {
     ui.headline.replaceChildren();
     ui.headline.classList.toggle("guess", guess);
+    answerActions(ans, guess, radio);
     const id = ans.identified;
-    if (id) {
+    if (radio) {
+      ui.headline.append(el("div", { id: "radio-from", class: "seed" }, "📻 Radio from ", el("b", { text: ans.seed.name }),
+        ` by ${ans.seed.artist || "an unknown artist"}`),
+        el("span", { class: "sub", text: `${ans.results.length} tracks, each near the one before` +
+          (ans.note ? `. ${ans.note}` : "") }));
+    } else if (id) {
       ui.headline.append(el("div", { id: "sounds-like", class: "sounds-like" },
         guess ? "Could be " : "Sounds like ", el("b", { text: id.name }), ` by ${id.artist || "an unknown artist"}`),
         el("span", { class: "sub", text: `${Math.round(id.confidence * 100)}% sure` +
