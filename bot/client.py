@@ -317,7 +317,9 @@ class SynestheteBotBase(commands.bot.BotBase):
             return Outcome(True, value, None, rid)
         except SynestheteError as exc:
             err = exc
-            level = logging.INFO if err.kind in ("cooldown", "guild_busy", "no_more") else logging.WARNING
+            # a person's own mistake (a link we can't use, a song we lack) is not our problem to warn of
+            level = (logging.INFO if err.kind in ("cooldown", "guild_busy", "no_more", "not_found", "not_a_track_link")
+                     else logging.WARNING)
             log.log(level, "request %s flow=%s user=%s guild=%s failed [%s]: %s", rid, flow, user_id, guild_id,
                     err.kind, err, exc_info=err.kind == "internal")
         except Exception as exc:

@@ -48,7 +48,8 @@ def answer_embed(answer: Answer) -> discord.Embed:
         title = f"🎧 Sounds like {clip(ident.track.title, 200)}"
         head = (f"I'm **{ident.confidence * 100:.0f}%** sure"
                 + (f", about {fmt_time(ident.offset_s)} in" if ident.offset_s >= 1 else "")
-                + f". [Open in Spotify]({ident.track.link})")
+                + f". [Open in Spotify]({ident.track.link})"
+                + (f"\n*{_md(ident.level_text, 120).capitalize()}.*" if getattr(ident, "level_text", "") else ""))
         url = ident.track.link
         sub = "**Songs like it**"
     elif answer.seed is not None:
@@ -143,8 +144,11 @@ def radio_embed(rec, footer: str = "") -> discord.Embed:
         lines = ["Nothing near enough to play after it; try another song."]
     embed = discord.Embed(title=f"📻 Radio from {clip(seed.title, 200)}" if seed else "📻 Radio",
                           url=seed.link if seed else None, description="\n".join(lines), colour=COLOUR)
-    embed.set_footer(text=clip(f"{len(rec.results)} tracks, each near the one before · links.txt pastes into a "
-                               f"Spotify playlist" + (f" · {footer}" if footer else ""), 2000))
+    spotify = bool(rec.results) and all(r.track.link.startswith("https://open.spotify.com/track/")
+                                        for r in rec.results)
+    take = " · links.txt pastes into a Spotify playlist" if spotify else " · links.txt and radio.m3u attached"
+    embed.set_footer(text=clip(f"{len(rec.results)} tracks, each near the one before{take}"
+                               + (f" · {footer}" if footer else ""), 2000))
     return embed
 
 

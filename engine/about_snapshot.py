@@ -71,14 +71,18 @@ def snapshot_key(settings: Settings) -> str:
     return h.hexdigest()
 
 
-def write_snapshot(settings: Settings, info: dict[str, Any]) -> None:
+def write_snapshot(settings: Settings, info: dict[str, Any], key: str | None = None) -> None:
     """Remember ``info`` (what ``SynestheteService.about()`` returned); a failure is logged, not raised.
+
+    ``key``: :func:`snapshot_key` as of when the engine loaded the models ``info`` describes
+    (default: now).  Why: a long-running engine answering after a rebuild describes its old
+    models; under the old key the snapshot is simply stale, never a wrong answer for the new files.
 
     Why not raised: the snapshot only saves time; a read-only data directory must not break
     ``about`` itself.
     """
     try:
-        text = json.dumps({"key": snapshot_key(settings), "about": info}, indent=1, default=str)
+        text = json.dumps({"key": key or snapshot_key(settings), "about": info}, indent=1, default=str)
         path = snapshot_path(settings)
         if path.exists() and path.read_text() == text:
             return  # /api/about can be asked often: no write (and fsync) when nothing changed

@@ -30,6 +30,7 @@ def _print_recommendation(rec, out=None) -> None:
         ident = rec.identified
         print(f"Sounds like: {ident.track.title}  ({ident.confidence:.0%} sure, at {ident.offset_s:.0f} s; "
               f"{ident.track.link})", file=out)
+        print(f"  {ident.level_text}", file=out)
     elif rec.might_be is not None:
         print(f"Might be: {rec.might_be.title}  (not sure; {rec.might_be.link})", file=out)
         print("Here is what sounds alike:", file=out)

@@ -107,16 +107,16 @@ def load_for(path: Path, model_sha: str | None) -> MutualProximity | None:
         return None
     if not Path(path).exists():
         log.warning("SYNESTHETE_SIMILARITY_HUBNESS=mp but %s is missing: answers use cosine ranking; "
-                    "run `synesthete-index build --rebuild` to fit it", path)
+                    "run `synesthete-index build` to fit it (no re-embedding)", path)
         return None
     try:
         mp = MutualProximity.load(path)
     except ValueError as exc:
-        log.warning("mutual proximity off (%s): answers use cosine ranking; rebuild the index to refit it", exc)
+        log.warning("mutual proximity off (%s): answers use cosine ranking; `synesthete-index build` refits it", exc)
         return None
     if mp.model_sha != model_sha:
         log.warning("%s belongs to another similarity model: answers use cosine ranking; "
-                    "run `synesthete-index build --rebuild` to refit it", path)
+                    "run `synesthete-index build` to refit it (no re-embedding)", path)
         return None
     return mp
 

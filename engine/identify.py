@@ -92,6 +92,39 @@ class Decision:
     confidence: float  # 0..1, >= the threshold it was decided with
     offset_s: float  # >= 0
     method: Method
+    #: ``-log10`` of the chance that its landmarks align this well (:func:`landmark_surprise`), uncapped
+    surprise: float = field(default=0.0, compare=False)
+
+    @property
+    def level(self) -> str:
+        """:func:`confidence_level` of this answer."""
+        return confidence_level(self.surprise)
+
+
+#: Named confidence levels (issue 30): what the landmark evidence says, by the chance that a
+#: song the recording is not would line up this well.  Fixed from principle, not fitted: below
+#: 1 in 1,000 (3) is the level where "might be" speaks (engine.service.MIGHT_BE_SURPRISE); at
+#: 1 in 10^10 (:data:`SURPRISE_CAP`) the calibration sees no more evidence.  The probability
+#: (``confidence``) stays what decides; these say *why* in words.  docs/identification.md.
+LEVEL_CERTAIN_SURPRISE = 10.0
+LEVEL_LIKELY_SURPRISE = 3.0
+LEVELS = ("certain", "likely", "possible")
+
+
+#: what each level tells a person (the CLI, the bot, the page and the API say the same)
+LEVEL_TEXT = {
+    "certain": "certain: its landmarks line up with the song far beyond chance",
+    "likely": "likely: its landmarks line up with the song beyond a 1-in-1,000 chance",
+    "possible": "possible: mostly the sound of its segments agrees, few landmarks do",
+}
+
+
+def confidence_level(surprise: float) -> str:
+    """``certain`` (landmarks align beyond a 1-in-10^10 chance), ``likely`` (beyond 1 in 1,000), else
+    ``possible`` (the answer rests mostly on the segment vote or few landmarks)."""
+    if surprise >= LEVEL_CERTAIN_SURPRISE:
+        return "certain"
+    return "likely" if surprise >= LEVEL_LIKELY_SURPRISE else "possible"
 
 
 @dataclass(frozen=True)
@@ -360,7 +393,7 @@ def safe_rule(ev: Evidence) -> Decision | None:
     if conf < SAFE_MARGIN_CONFIDENCE:
         return None
     return Decision(int(best.track_key), min(conf, MAX_PROBABILITY), max(0.0, float(best.offset_s)),
-                    _method(ev, best.track_key))
+                    _method(ev, best.track_key), _surprise_of(ev, int(best.track_key)))
 
 
 def decide(ev: Evidence, calibration: Calibration | None, *, threshold: float) -> Decision | None:
@@ -378,9 +411,15 @@ def decide(ev: Evidence, calibration: Calibration | None, *, threshold: float) -
     key, p = max(scored, key=lambda kv: kv[1])
     if p < threshold:
         return None
-    return Decision(key, p, max(0.0, _offset(ev, key)), _method(ev, key))
+    return Decision(key, p, max(0.0, _offset(ev, key)), _method(ev, key), _surprise_of(ev, key))
 
 
-__all__ = ["FEATURES", "MAX_PROBABILITY", "MIN_VOTE_SEGMENTS", "SAFE_MARGIN_CONFIDENCE", "SEGMENT_CANDIDATES",
+def _surprise_of(ev: Evidence, key: int) -> float:
+    """The uncapped landmark surprise of ``key`` against the best other candidate (0 without landmarks)."""
+    own, other = _own_and_best_other(ev.matches, key)
+    return landmark_surprise(own, other)
+
+
+__all__ = ["FEATURES", "LEVELS", "LEVEL_TEXT", "MAX_PROBABILITY", "confidence_level", "MIN_VOTE_SEGMENTS", "SAFE_MARGIN_CONFIDENCE", "SEGMENT_CANDIDATES",
            "Calibration", "Decision", "Evidence", "Observations", "Vote", "candidate_features", "candidates", "decide", "evidence", "landmark_surprise", "safe_rule",
            "scored_candidates", "segment_vote", "vote_confidence"]

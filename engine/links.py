@@ -31,7 +31,7 @@ SPOTIFY_ID = r"[0-9A-Za-z]{22}"
 KINDS = ("track", "album", "playlist", "artist", "episode", "show", "user")
 
 _WEB = re.compile(
-    r"https?://open\.spotify\.com/(?:intl-[a-z]{2}(?:-[a-z]{2,4})?/)?(?:embed/)?"
+    r"(?:https?://)?(?<![\w.])open\.spotify\.com/(?:intl-[a-z]{2}(?:-[a-z]{2,4})?/)?(?:embed/)?"
     r"(?P<kind>[a-z]+)/(?P<id>[^\s/?#>)\]]+)", re.IGNORECASE)
 _URI = re.compile(r"\bspotify:(?P<kind>[a-z]+):(?P<id>[^\s:>)\]]+)", re.IGNORECASE)
 _SHORT = re.compile(r"https?://(?:spotify\.link|spotify\.app\.link)/[^\s>)\]]+", re.IGNORECASE)

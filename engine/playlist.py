@@ -39,8 +39,14 @@ def csv_text(tracks: Sequence[Track]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["position", "artist", "title", "track_id", "link"])
     for i, t in enumerate(tracks, 1):
-        w.writerow([i, t.artist, t.name, t.track_id, t.link])
+        w.writerow([i, _cell(t.artist), _cell(t.name), _cell(t.track_id), t.link])
     return buf.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A text cell a spreadsheet will not run: a leading ``= + - @`` (anyone who publishes a song
+    picks its title) gets a ``'`` (OWASP's CSV-injection advice)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _one_line(text: str) -> str:

@@ -81,14 +81,25 @@ class Identification:
     confidence: float
     offset_s: float
     method: str  # "fingerprint" | "embedding" | "both"
+    #: engine.identify.confidence_level: certain | likely | possible (what the evidence says, in words)
+    level: str = "possible"
 
     def to_dict(self) -> dict:
         return {**self.track.to_dict(), "confidence": round(self.confidence, 3),
-                "offset_s": round(self.offset_s, 1), "method": self.method}
+                "offset_s": round(self.offset_s, 1), "method": self.method, "level": self.level,
+                "level_text": self.level_text}
+
+    @property
+    def level_text(self) -> str:
+        """The level in words (engine.identify.LEVEL_TEXT): what a person should read from it."""
+        from .identify import LEVEL_TEXT
+
+        return LEVEL_TEXT.get(self.level, self.level)
 
     @classmethod
     def from_dict(cls, d: dict) -> Identification:
-        return cls(Track.from_dict(d), float(d["confidence"]), float(d["offset_s"]), d.get("method", ""))
+        return cls(Track.from_dict(d), float(d["confidence"]), float(d["offset_s"]), d.get("method", ""),
+                   d.get("level", "possible"))
 
 
 @dataclass
@@ -178,6 +189,11 @@ class SynestheteService:
                             if settings.descriptors_db_path.exists() else None)
         self.fingerprints = open_fingerprints(settings, self.store, read_only=read_only)
         self.calibration = self.load_calibration()
+        from .about_snapshot import snapshot_key
+
+        #: the about snapshot's key as of the models loaded now: a later rebuild's files must not
+        #: be vouched for by this process's older answer (engine.about_snapshot)
+        self._about_key = snapshot_key(settings)
         self._executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="synesthete")
         # lookups (similar_to: a vector fetch + one search) never queue behind decode/embed work
         self._light_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="synesthete-light")
@@ -320,7 +336,8 @@ class SynestheteService:
                      np.zeros((0, len(seed_vec)), np.float32), [r.track.artist for r in pool], n,
                      min_similarity=median)
         results = [ScoredTrack(pool[s.index].track, s.to_previous, heard=pool[s.index].heard) for s in steps]
-        self._annotate(results, track)
+        for prev, r in zip([track] + [r.track for r in results], results):
+            self._annotate([r], prev)  # the reason, like the match, is about the track before it
         note = "" if len(results) >= n else (
             f"Only {len(results)} tracks qualify (near the one before, at most two per artist"
             f"{', within your filters' if filters is not None and filters.active else ''}).")
@@ -394,7 +411,7 @@ class SynestheteService:
         }
         from .about_snapshot import write_snapshot
 
-        write_snapshot(self.settings, info)
+        write_snapshot(self.settings, info, key=self._about_key)
         return info
 
     def health(self) -> dict[str, Any]:
@@ -489,7 +506,7 @@ class SynestheteService:
         if track is None:  # index and catalogue out of step: never claim a track we cannot name
             log.warning("identified key %s has no catalogue row", decision.track_key)
             return None
-        return Identification(track, decision.confidence, decision.offset_s, decision.method)
+        return Identification(track, decision.confidence, decision.offset_s, decision.method, decision.level)
 
     def _annotate(self, results: list[ScoredTrack], seed: Track | None, emb: Embedding | None = None,
                   decoded: audio_mod.DecodedAudio | None = None) -> None:
@@ -605,7 +622,8 @@ def might_be_of(identified: Identification | None, fp_matches: list[Any], result
     chance = float(fp_matches[1].score) if len(fp_matches) > 1 else 0.0
     if landmark_surprise(float(best.score), chance) < MIGHT_BE_SURPRISE:  # a few coincidental landmarks
         return None
-    return results[0].track if results[0].track.track_key == best.track_key else None
+    nearest = max(results, key=lambda r: r.similarity)  # by cosine: mutual proximity may rank a hub first
+    return nearest.track if nearest.track.track_key == best.track_key else None
 
 
 def load_similarity(settings: Settings, catalogue: CatalogueDB):

@@ -237,6 +237,8 @@ def _remember_about(settings: Settings, opts: BuildOptions) -> None:
         return
     try:
         service.about()
+    except Exception as exc:  # noqa: BLE001 - only a cache: say it, go on
+        log.info("about snapshot not written: %s", exc)
     finally:
         service.close()
 

@@ -14,6 +14,8 @@ CASES = [
     (f"https://open.spotify.com/track/{T}?si=a1b2c3d4e5f6", ("track", T, 0)),
     (f"https://open.spotify.com/track/{T}?si=abc&utm_source=copy-link", ("track", T, 0)),
     (f"http://open.spotify.com/track/{T}", ("track", T, 0)),
+    (f"open.spotify.com/track/{T}", ("track", T, 0)),  # typed without the scheme (the page sends it as is)
+    (f"notopen.spotify.com/track/{T}", None),
     (f"https://open.spotify.com/intl-de/track/{T}?si=x", ("track", T, 0)),
     (f"https://open.spotify.com/intl-pt-br/track/{T}", ("track", T, 0)),
     (f"https://open.spotify.com/embed/track/{T}", ("track", T, 0)),

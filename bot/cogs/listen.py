@@ -86,9 +86,22 @@ class Listen(commands.Cog):
 
     async def answer_link(self, message: discord.Message, link: SpotifyLink) -> None:
         """A Spotify link in a message: a track link answers like ``/similar`` of that track (its
-        title shown, so the person sees what was understood); any other link gets one sentence."""
+        title shown, so the person sees what was understood); any other link gets one sentence.
+
+        Only a person who asked the bot (a DM, a mention) hears why a link does nothing: in a
+        watched channel people share albums and songs the catalogue lacks all day, and a public
+        refusal under each would be noise.
+        """
+        me = self.bot.user
+        addressed = message.guild is None or (me is not None and any(u.id == me.id for u in message.mentions))
+        if not link.is_track and not addressed:
+            return
         ident = {"user_id": message.author.id, "guild_id": message.guild.id if message.guild else None,
                  "channel_id": message.channel.id}
+
+        async def say(text: str) -> None:
+            if addressed:
+                await message.reply(text, mention_author=False)
 
         async def work(rid: str) -> None:
             if not link.is_track:
@@ -100,7 +113,7 @@ class Listen(commands.Cog):
 
         async with message.channel.typing():
             await self.bot.serve("link", user_id=message.author.id, guild_id=ident["guild_id"], work=work,
-                                 on_error=lambda text: message.reply(text, mention_author=False), quiet_ok=True)
+                                 on_error=say, quiet_ok=True)
 
     # ---- slash command and context menu ------------------------------------------------
 

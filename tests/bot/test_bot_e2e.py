@@ -130,13 +130,16 @@ async def test_a_spotify_link_in_a_message_answers_like_similar_end_to_end(real_
     assert msg.embeds[0].title == "🎶 Songs like Band 1 – Copper Sky"
     lines = [ln for ln in msg.embeds[0].description.splitlines() if ln.startswith("`")]
     assert len(lines) == 5 and not any("Copper Sky" in ln for ln in lines)
-    # an album, a short link, a song the catalogue lacks: one sentence each, nothing at ERROR
+    # asked (a mention): an album, a short link, a song the catalogue lacks get one sentence each
+    me = f"<@{real_bot.user.id}>"
     for i, (text, said) in enumerate(((f"https://open.spotify.com/album/{'A' * 22}", "That's a Spotify album link"),
                                       ("https://spotify.link/AbCdEf", "Short spotify.link links"),
                                       (f"https://open.spotify.com/track/{'Z' * 22}", "That song isn't in my catalogue"))):
-        await post(c.channels[0], c.members[(i + 1) % 2], text)  # two people: the cooldown is per person
+        await post(c.channels[0], c.members[(i + 1) % 2], f"{me} {text}")  # two people: the cooldown is per person
         (reply,) = sent_messages()[-1:]
         assert reply.content.startswith(said) and not reply.embeds, reply.content
+        await post(c.channels[0], c.members[(i + 1) % 2], text)  # not asked: shared in the channel, no refusal
+        assert sent_messages() == []
     await post(c.channels[0], c.members[0], "just chatting, no link")
     assert sent_messages() == []  # chat without a link or audio: not a word
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import asyncio
 import csv
 import json
@@ -70,6 +72,7 @@ ENGINE_ERRORS = [cls for cls in vars(E).values()
 
 @pytest.mark.parametrize("cls", ENGINE_ERRORS, ids=lambda c: c.kind)
 async def test_every_engine_error_kind_gives_its_sentence(bot, files, cls, caplog):
+    caplog.set_level(logging.INFO, logger="bot.client")  # a person's own mistake (not_found) is logged at INFO
     bot.service.fail = cls("detail for the log only")
     inter = FakeInteraction(bot)
     await recommend(bot, inter, audio_att(files))

@@ -163,6 +163,7 @@
       ui.headline.append(el("div", { id: "sounds-like", class: "sounds-like" },
         guess ? "Could be " : "Sounds like ", el("b", { text: id.name }), ` by ${id.artist || "an unknown artist"}`),
         el("span", { class: "sub", text: `${Math.round(id.confidence * 100)}% sure` +
+          (id.level_text && !guess ? ` (${id.level_text})` : "") +
           (heard ? ` after ${heard.toFixed(0)} s` : "") + " · five more that feel like it:" }));
     } else if (ans.might_be && !guess) {
       ui.headline.append(el("div", { class: "might-be" }, "Might be ", el("b", { text: ans.might_be.name }),
