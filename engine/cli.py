@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "terminals (the same as synesthete-web)")
     sv.add_argument("--host", default=None, help="address to bind (default SYNESTHETE_WEB_HOST)")
     sv.add_argument("--port", type=int, default=None, help="port (default SYNESTHETE_WEB_PORT)")
-    r = sub.add_parser("radio", help="a playlist that drifts from a catalogue track (name, id or Spotify link)")
-    r.add_argument("name", help="track name (and/or artist), or a Spotify track link")
+    r = sub.add_parser("radio", help="a playlist that drifts from a song (a name, an id, a Spotify link or a recording)")
+    r.add_argument("name", help="track name (and/or artist), a Spotify track link, or an audio file")
     r.add_argument("--id", action="store_true", help="NAME is a track_id")
     r.add_argument("-n", type=int, default=None, help="how many tracks (default 25, at most 50)")
     r.add_argument("--links", action="store_true",
@@ -171,6 +171,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"error: no such file: {args.file}", file=sys.stderr)
                 return EXIT_USER_ERROR
             rec = svc.recommend(args.file, k=args.k, diverse=not args.raw, filters=_filters(args))
+        elif args.cmd == "radio" and Path(args.name).is_file() and not args.id:
+            heard, radio = svc.radio_from_recording(Path(args.name), args.n, filters=_filters(args))
+            print(f"Heard: {heard.identified.track.title}" if heard.identified else
+                  f"Might be {heard.might_be.title}: starting there" if heard.might_be else
+                  "Not a song I know: starting from the nearest one", file=sys.stderr)
+            return _print_radio(radio, args)
         elif args.cmd in ("similar", "radio"):
             track_id = _seed_id(args, svc)
             if track_id is None:

@@ -344,6 +344,22 @@ class SynestheteService:
         return Recommendation(None, results, track, None, {"total": (time.perf_counter() - t0) * 1000},
                               self.model_id, note=note)
 
+    def radio_from_recording(self, source: audio_mod.AudioSource, n: int | None = None,
+                             filters: TrackFilter | None = None) -> tuple[Recommendation, Recommendation]:
+        """A radio from a recording: ``(what the recording is, the radio)``.
+
+        It starts at the song the recording is (identified), else the one it might be, else its
+        nearest catalogue track: a radio walks over catalogue tracks, and those are where the
+        recording already stands.  Raises what :meth:`recommend` and :meth:`radio` raise.
+        """
+        heard = self.recommend(source, k=1, filters=filters)
+        start = (heard.identified.track if heard.identified else heard.might_be
+                 or (heard.results[0].track if heard.results else None))
+        if start is None:
+            raise NothingMatchesError("no catalogue track near the recording",
+                                      user_message="Nothing in the catalogue is near enough to start a radio from.")
+        return heard, self.radio(start.track_id, n, filters)
+
     def more_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
         """The seed's own artist's other tracks, most similar first: "More by this artist".
 

@@ -326,3 +326,15 @@ def test_a_catalogue_without_spotify_ids_says_so_for_a_link(catalogue, service: 
             service.similar_to(link)
         assert err.value.user_message == NO_SPOTIFY_TRACKS
     assert service.similar_to(ids[0]).seed.track_id == ids[0]  # the id itself still works
+
+
+def test_radio_from_a_recording_on_the_command_line(catalogue, service: SynestheteService, capsys) -> None:
+    """issue 31 step 2: `synesthete radio note.mp3` starts at the song the recording is."""
+    settings, audio, ids = catalogue
+    rc = cli.main(["--data-dir", str(settings.data_dir), "radio", str(audio / f"{ids[4]}.mp3"), "-n", "8", "--links"])
+    out = capsys.readouterr()
+    assert rc == 0 and "Heard: Band 4 – Song 4" in out.err
+    links = out.out.split()
+    assert 1 <= len(links) <= 8 and len(set(links)) == len(links)
+    assert all(x.startswith("https://open.spotify.com/search/") for x in links)  # a --not-spotify catalogue
+    assert not any(x.endswith("Band%204%20Song%204") for x in links)
