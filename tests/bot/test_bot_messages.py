@@ -188,3 +188,22 @@ def test_minimal_intents():
     assert not (i.message_content or i.members or i.presences or i.voice_states or i.guild_reactions)
     assert make_intents(Settings(bot_watch_mode="all")).message_content
     assert isinstance(i, discord.Intents)
+
+
+def test_a_radio_of_50_long_titles_stays_within_discords_embed_limits() -> None:
+    """issue 31: description <= 4,096 and the whole embed <= 6,000; the rest is in the attached playlist."""
+    from engine.catalogue import Track
+    from engine.service import Recommendation, ScoredTrack
+
+    from bot.embeds import radio_embed, radio_files
+
+    def track(i: int) -> Track:
+        return Track(f"{i:02d}" + "L" * 20, "A very long title [remix] *live* " * 4, "An artist with a long name " * 3)
+
+    rec = Recommendation(None, [ScoredTrack(track(i), 0.5) for i in range(1, 51)], track(0), note="")
+    embed = radio_embed(rec, "ref 0123456789ab")
+    assert len(embed.description) <= 4096 and len(embed) <= 6000
+    assert embed.description.endswith("more in the attached playlist.")
+    files = radio_files(rec)
+    assert [f.filename for f in files] == ["links.txt", "radio.m3u"]
+    assert len(files[0].fp.read().decode().splitlines()) == 50
