@@ -353,12 +353,7 @@ class SynestheteService:
         recording already stands.  Raises what :meth:`recommend` and :meth:`radio` raise.
         """
         heard = self.recommend(source, k=1, filters=filters)
-        start = (heard.identified.track if heard.identified else heard.might_be
-                 or (heard.results[0].track if heard.results else None))
-        if start is None:
-            raise NothingMatchesError("no catalogue track near the recording",
-                                      user_message="Nothing in the catalogue is near enough to start a radio from.")
-        return heard, self.radio(start.track_id, n, filters)
+        return heard, self.radio(radio_start(heard).track_id, n, filters)
 
     def more_by_artist(self, track_id: str, k: int | None = None, offset: int = 0) -> Recommendation:
         """The seed's own artist's other tracks, most similar first: "More by this artist".
@@ -622,6 +617,18 @@ class SynestheteService:
                                  np.array([h.similarity for h in known]))
         order = np.argsort(-mp, kind="stable")
         return [known[i] for i in order] + [h for h in hits if h.track_key not in vecs]
+
+
+def radio_start(heard: Recommendation) -> Track:
+    """Where a recording's radio starts: the song it is, else the one it might be, else its nearest
+    track (a radio walks over catalogue tracks).  One rule for the CLI, the API and the page.
+    Raises ``NothingMatchesError`` when the answer holds no track at all."""
+    start = (heard.identified.track if heard.identified else heard.might_be
+             or (heard.results[0].track if heard.results else None))
+    if start is None:
+        raise NothingMatchesError("no catalogue track near the recording",
+                                  user_message="Nothing in the catalogue is near enough to start a radio from.")
+    return start
 
 
 def might_be_of(identified: Identification | None, fp_matches: list[Any], results: list[ScoredTrack]) -> Track | None:

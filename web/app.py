@@ -363,18 +363,51 @@ async def similar(request: web.Request) -> web.Response:
 
 async def radio(request: web.Request) -> web.Response:
     """``GET /api/radio?track_id=ID|link[&n=25][&format=json|links|m3u|csv][&genre=…]``: a radio playlist."""
-    from engine.playlist import FORMATS, csv_text, links_text, m3u_text
-    from engine.radio import RADIO_DEFAULT, RADIO_MAX
-
     await _limit(request, "search")
     raw = request.query.get("track_id", "").strip()
     if not raw:
         raise BadRequest("missing track_id", user_message="Tell me which track: add ?track_id=…")
+    n, fmt = _radio_params(request)
+    return _radio_response(await request.app[SERVICE].aradio(raw, n, _filters(request)), fmt)
+
+
+async def radio_from_audio(request: web.Request) -> web.Response:
+    """``POST /api/radio`` with a recording (as ``/api/recommend`` takes it): a radio from the song it is,
+    else the one it might be, else its nearest track (``engine.service.radio_start``); ``heard`` says which."""
+    from engine.service import radio_start
+
+    await _limit(request, "audio")
+    n, fmt = _radio_params(request)
+    filters = _filters(request)
+    data = await read_audio(request)
+    svc = request.app[SERVICE]
+    with request.app[METRICS].audio_query("upload"):
+        heard = await svc.arecommend(data, 1, True, filters)
+    start = radio_start(heard)
+    rec = await svc.aradio(start.track_id, n, filters)
+    if fmt != "json":
+        return _radio_response(rec, fmt)
+    body = public_answer(rec)
+    body["heard"] = {k: public_answer(heard)[k] for k in ("identified", "might_be")}
+    return web.json_response(body)
+
+
+def _radio_params(request: web.Request) -> tuple[int, str]:
+    """``n`` (1..RADIO_MAX, default RADIO_DEFAULT) and ``format`` of a radio request; BadRequest otherwise."""
+    from engine.playlist import FORMATS
+    from engine.radio import RADIO_DEFAULT, RADIO_MAX
+
     n = _int_param(request, "n", RADIO_DEFAULT, 1, RADIO_MAX)
     fmt = request.query.get("format", "json")
     if fmt not in FORMATS:
         raise BadRequest(f"format={fmt!r}", user_message=f"'format' must be one of {', '.join(FORMATS)}.")
-    rec = await request.app[SERVICE].aradio(raw, n, _filters(request))
+    return n, fmt
+
+
+def _radio_response(rec: Any, fmt: str) -> web.Response:
+    """A radio as JSON (like /api/similar), one link per line, an extended M3U or a CSV attachment."""
+    from engine.playlist import csv_text, links_text, m3u_text
+
     tracks = [r.track for r in rec.results]
     if fmt == "json":
         return web.json_response(public_answer(rec))
@@ -461,6 +494,7 @@ def create_app(service: SynestheteAPI, settings: Settings | None = None, *,
     app.router.add_post("/api/recommend", recommend)
     app.router.add_get("/api/similar", similar)
     app.router.add_get("/api/radio", radio)
+    app.router.add_post("/api/radio", radio_from_audio)
     app.router.add_get("/api/search", search)
     app.router.add_get("/api/listen", listen)
     app.router.add_static("/static", STATIC_DIR, append_version=False)

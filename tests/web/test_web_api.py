@@ -378,3 +378,19 @@ async def test_radio_as_json_links_m3u_and_csv(service) -> None:
             await err(await c.get("/api/radio", params=bad), 400, "bad_request")
         await err(await c.get("/api/radio", params={"track_id": f"spotify:album:{track_id(2)}"}), 422,
                   "not_a_track_link")
+
+
+async def test_radio_from_a_recording(service, web_corpus) -> None:
+    """issue 31: POST /api/radio takes a recording as /api/recommend does; heard says where it started."""
+    async with client_for(service) as c:
+        r = await c.post("/api/radio?n=5", data=form(web_corpus["query_ogg"].read_bytes()))
+        assert r.status == 200, await r.text()
+        body = await r.json()
+        assert body["heard"]["identified"]["track_id"] == web_corpus["expected_id"]
+        assert body["seed"]["track_id"] == web_corpus["expected_id"]
+        ids = [t["track_id"] for t in body["results"]]
+        assert 1 <= len(ids) <= 5 and web_corpus["expected_id"] not in ids
+        m3u = await (await c.post("/api/radio?n=5&format=m3u", data=form(web_corpus["query_ogg"].read_bytes()))).text()
+        assert m3u.startswith("#EXTM3U")
+        await err(await c.post("/api/radio?n=99", data=b"x"), 400, "bad_request")  # refused before the upload
+        await err(await c.post("/api/radio", data=form(b"not audio at all")), 415, "not_audio")
