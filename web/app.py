@@ -373,7 +373,8 @@ async def radio(request: web.Request) -> web.Response:
 
 async def radio_from_audio(request: web.Request) -> web.Response:
     """``POST /api/radio`` with a recording (as ``/api/recommend`` takes it): a radio from the song it is,
-    else the one it might be, else its nearest track (``engine.service.radio_start``); ``heard`` says which."""
+    else the one it might be, else its nearest track (``radio_start`` of the engine's service module); ``heard``
+    says which."""
     from engine.service import radio_start
 
     await _limit(request, "audio")
