@@ -29,8 +29,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: Milvus candidates a query re-ranks by MP (the cosine top ``MP_POOL``; the answer is chosen among them)
-MP_POOL = 100
+#: Milvus candidates a query re-ranks by MP (the cosine top ``MP_POOL``; the answer is chosen among them).
+#: Fixed, and above every page the API can ask for (offset 100 + k 25, three times over), so each
+#: page of one seed is a slice of the same re-ranked list: a pool that grew with the offset would
+#: let MP move tracks across pages (repeats, gaps).
+MP_POOL = 400
 #: the similarity spread never taken below this (a track identical to every other)
 _MIN_SD = 1e-6
 
