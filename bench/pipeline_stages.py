@@ -111,6 +111,64 @@ def extract(corpus: Path, out: Path, max_patches: int) -> None:
             log.info("%s: %d/%d tracks (%.0f s)", corpus.name, k, len(ids), time.perf_counter() - t0)
 
 
+def extract_levels(corpus: Path, out: Path, max_patches: int, targets: list[float]) -> None:
+    """The product's decode before its level step, scaled to each of ``targets`` (dBFS active RMS, the
+    product's own measure), with and without the product's soft limiter: is -20 dBFS the right level
+    for a network trained on commercial masters?  Cached in ``out/levels/``."""
+    import torch  # noqa: F401 - the backbone's
+
+    from engine import audio as A
+    from engine.audio import limits_from_settings
+    from engine.features.musicnn import MusicnnBackbone
+    from engine.settings import Settings
+
+    settings = Settings.from_env()
+    limits = limits_from_settings(settings, for_catalogue=True)
+    net = MusicnnBackbone(cache_dir=settings.resolved_model_cache_dir, dataset="MSD", threads=settings.torch_threads)
+    dest_dir = out / "levels"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with open(corpus / "tracks.csv", newline="") as fh:
+        ids = sorted({r["track_id"] for r in csv.DictReader(fh)})
+    for k, tid in enumerate(ids, 1):
+        dest = dest_dir / f"{tid}.npz"
+        src = next((corpus / "catalogue").glob(f"{tid}.*"), None)
+        if dest.exists() or src is None:
+            continue
+        raw, _, _ = A._run_ffmpeg(src, SR, limits.max_seconds, limits.timeout_s)
+        mono, dc = A._channels_to_mono(raw, SR)
+        gain_db, _ = A.loudness_gain_db(mono, SR, A.silence_floor_db(dc, src.suffix.lstrip(".")))
+        current = A.TARGET_RMS_DBFS - gain_db
+        starts = _patch_starts(len(mono), max_patches)
+        vecs = {}
+        for t in targets:
+            x = (mono * 10 ** ((t - current) / 20)).astype(np.float32)
+            vecs[f"t{t:g}"] = _track_vector(net, x, starts)
+            if np.max(np.abs(x)) > 1.0:
+                x = np.tanh(x).astype(np.float32)
+            vecs[f"t{t:g}_limited"] = _track_vector(net, x, starts)
+        tmp = dest.with_suffix(".tmp.npz")
+        np.savez(tmp, **vecs)
+        tmp.replace(dest)
+        if k % 40 == 0:
+            log.info("%s levels: %d/%d tracks", corpus.name, k, len(ids))
+
+
+def report_levels(corpus: Path, out: Path) -> None:
+    from index_builder.evaluation.metrics import similarity_report
+
+    rows = {}
+    with open(corpus / "tracks.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            rows.setdefault(r["track_id"], {"artist": r["artist_name"], "genres": set()})["genres"].add(r["genre"])
+    ids = sorted(t for t in rows if (out / "levels" / f"{t}.npz").exists())
+    loaded = [np.load(out / "levels" / f"{t}.npz") for t in ids]
+    print(f"\n== {corpus.name}: {len(ids)} tracks; plain MSD mean_pool means at each level (dBFS active RMS)")
+    for key in loaded[0].files:
+        x = np.stack([z[key] for z in loaded]).astype(np.float64)
+        r = similarity_report(x, [rows[t]["artist"] for t in ids], [rows[t]["genres"] for t in ids], k=5)
+        print(f"  {key:14s} artist {r['artist_p5']:.3f}  genre {r['genre_p5']:.3f}  g|af {r['genre_p5_artist_filtered']:.3f}")
+
+
 def report(corpus: Path, out: Path) -> dict[str, dict]:
     from index_builder.evaluation.metrics import similarity_report
 
@@ -141,10 +199,18 @@ def main() -> int:
     p.add_argument("--out", type=Path, action="append", required=True, help="cache dir per corpus (in order)")
     p.add_argument("--max-patches", type=int, default=24, help="evenly spread 3-s patches per track (0 = all)")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--level-targets", type=float, nargs="*", default=None,
+                   help="instead: the product's decode scaled to these active-RMS levels (dBFS), e.g. -26 -20 -14")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if len(args.corpus) != len(args.out):
         raise SystemExit("give one --out per --corpus, in the same order")
+    if args.level_targets:
+        for corpus, out in zip(args.corpus, args.out):
+            if not args.report_only:
+                extract_levels(corpus, out, args.max_patches, args.level_targets)
+            report_levels(corpus, out)
+        return 0
     for corpus, out in zip(args.corpus, args.out):
         if not args.report_only:
             extract(corpus, out, args.max_patches)
