@@ -76,3 +76,18 @@ def note_sources(catalogue, notes_from=None) -> list[tuple[str, str]]:
         return [(str(p), p.stem) for p in sorted(Path(notes_from).glob("*.mp3"))]
     return [(t.audio_path, t.track_id) for t in catalogue.all_tracks()
             if t.audio_path and Path(t.audio_path).exists()]
+
+
+def corpus_labels(corpus) -> dict[str, dict]:
+    """``{track_id: {"artist": str, "genres": set[str]}}`` from a dev corpus's ``tracks.csv`` (Kaggle columns;
+    a track listed under several genres keeps them all, an empty genre is none)."""
+    import csv
+    from pathlib import Path
+
+    rows: dict[str, dict] = {}
+    with open(Path(corpus) / "tracks.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            d = rows.setdefault(r["track_id"], {"artist": r["artist_name"], "genres": set()})
+            if r.get("genre"):
+                d["genres"].add(r["genre"])
+    return rows

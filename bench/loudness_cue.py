@@ -12,13 +12,13 @@ loudness, a cue a phone recording never carries.  Run by hand; results in docs/q
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchutil
 
 
 def levels(corpus: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -26,11 +26,10 @@ def levels(corpus: Path) -> tuple[np.ndarray, np.ndarray]:
     from engine import audio as A
     from engine.settings import Settings
 
+    from benchutil import corpus_labels
+
     lim = A.limits_from_settings(Settings.from_env(), for_catalogue=True)
-    rows: dict[str, str] = {}
-    with open(corpus / "tracks.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            rows.setdefault(r["track_id"], r["artist_name"])
+    rows = {t: d["artist"] for t, d in corpus_labels(corpus).items()}
     out, arts = [], []
     for t in sorted(rows):
         src = next((corpus / "catalogue").glob(f"{t}.*"), None)

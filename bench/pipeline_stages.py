@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchutil
 
 log = logging.getLogger("pipeline_stages")
 SR = 16000
@@ -153,44 +154,37 @@ def extract_levels(corpus: Path, out: Path, max_patches: int, targets: list[floa
             log.info("%s levels: %d/%d tracks", corpus.name, k, len(ids))
 
 
-def report_levels(corpus: Path, out: Path) -> None:
+def report(corpus: Path, cache: Path, title: str, columns: list[tuple[str, str]], ref: str | None = None) -> dict:
+    """Same-artist, genre and artist-filtered genre P@5 of each cached ``(key, label)`` column of the
+    ``<cache>/<track_id>.npz`` files, printed per corpus (and as a multiple of ``ref``'s)."""
+    from benchutil import corpus_labels
+
     from index_builder.evaluation.metrics import similarity_report
 
-    rows = {}
-    with open(corpus / "tracks.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            rows.setdefault(r["track_id"], {"artist": r["artist_name"], "genres": set()})["genres"].add(r["genre"])
-    ids = sorted(t for t in rows if (out / "levels" / f"{t}.npz").exists())
-    loaded = [np.load(out / "levels" / f"{t}.npz") for t in ids]
-    print(f"\n== {corpus.name}: {len(ids)} tracks; plain MSD mean_pool means at each level (dBFS active RMS)")
-    for key in loaded[0].files:
-        x = np.stack([z[key] for z in loaded]).astype(np.float64)
-        r = similarity_report(x, [rows[t]["artist"] for t in ids], [rows[t]["genres"] for t in ids], k=5)
-        print(f"  {key:14s} artist {r['artist_p5']:.3f}  genre {r['genre_p5']:.3f}  g|af {r['genre_p5_artist_filtered']:.3f}")
-
-
-def report(corpus: Path, out: Path) -> dict[str, dict]:
-    from index_builder.evaluation.metrics import similarity_report
-
-    rows: dict[str, dict] = {}
-    with open(corpus / "tracks.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            d = rows.setdefault(r["track_id"], {"artist": r["artist_name"], "genres": set()})
-            if r.get("genre"):
-                d["genres"].add(r["genre"])
-    ids = sorted(t for t in rows if (out / f"{t}.npz").exists())
-    loaded = [np.load(out / f"{t}.npz") for t in ids]
+    rows = corpus_labels(corpus)
+    ids = sorted(t for t in rows if (cache / f"{t}.npz").exists())
+    loaded = [np.load(cache / f"{t}.npz") for t in ids]
     figures = {}
-    for i, name in enumerate(VARIANTS):
-        x = np.stack([z[f"v{i}"] for z in loaded]).astype(np.float64)
-        figures[name] = similarity_report(x, [rows[t]["artist"] for t in ids], [rows[t]["genres"] for t in ids], k=5)
-    print(f"\n== {corpus.name}: {len(ids)} tracks; plain MSD mean_pool track means, cosine")
-    print(f"  {'decode':28s} artist  genre  g|af   x librosa")
-    ref = figures["librosa"]["artist_p5"]
-    for name, r in figures.items():
-        print(f"  {name:28s} {r['artist_p5']:.3f}  {r['genre_p5']:.3f}  {r['genre_p5_artist_filtered']:.3f}  "
-              f"{r['artist_p5'] / max(ref, 1e-9):.3f}")
+    for key, label in columns:
+        x = np.stack([z[key] for z in loaded]).astype(np.float64)
+        figures[label] = similarity_report(x, [rows[t]["artist"] for t in ids], [rows[t]["genres"] for t in ids], k=5)
+    print(f"\n== {corpus.name}: {len(ids)} tracks; {title}")
+    print(f"  {'':28s} artist  genre  g|af" + (f"   x {ref}" if ref else ""))
+    for label, r in figures.items():
+        ratio = f"  {r['artist_p5'] / max(figures[ref]['artist_p5'], 1e-9):.3f}" if ref else ""
+        print(f"  {label:28s} {r['artist_p5']:.3f}  {r['genre_p5']:.3f}  {r['genre_p5_artist_filtered']:.3f}{ratio}")
     return figures
+
+
+def report_stages(corpus: Path, out: Path) -> dict:
+    return report(corpus, out, "plain MSD mean_pool track means, cosine, by decode",
+                  [(f"v{i}", name) for i, name in enumerate(VARIANTS)], ref="librosa")
+
+
+def report_levels(corpus: Path, out: Path) -> dict:
+    keys = np.load(next((out / "levels").glob("*.npz"))).files
+    return report(corpus, out / "levels", "plain MSD mean_pool means at each level (dBFS active RMS)",
+                  [(k, k) for k in keys])
 
 
 def main() -> int:
@@ -215,7 +209,7 @@ def main() -> int:
         if not args.report_only:
             extract(corpus, out, args.max_patches)
     for corpus, out in zip(args.corpus, args.out):
-        report(corpus, out)
+        report_stages(corpus, out)
     return 0
 
 

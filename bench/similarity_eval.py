@@ -43,7 +43,6 @@ evenly spread sample of the cached whole-track patches, 0 = all).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import sys
@@ -56,7 +55,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchutil, also when loaded from a test
 
+from benchutil import corpus_labels  # noqa: E402
 from engine.similarity import SimilarityConfig, fit_track_encoder  # noqa: E402
 from index_builder.evaluation.metrics import (  # noqa: E402
     similarity_report,
@@ -92,12 +93,7 @@ def _spread_rows(x: np.ndarray, n: int) -> np.ndarray:
 
 def load(corpus: Path, feats_dir: Path, max_patches: int = 0) -> Corpus:
     """Tracks of ``corpus/tracks.csv`` that have a features file (one genre set per track)."""
-    rows: dict[str, dict] = {}
-    with open(corpus / "tracks.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            d = rows.setdefault(r["track_id"], {"artist": r["artist_name"], "genres": set()})
-            if r.get("genre"):
-                d["genres"].add(r["genre"])
+    rows = corpus_labels(corpus)
     ids = sorted(t for t in rows if (feats_dir / f"{t}.npz").exists())
     if not ids:
         raise SystemExit(f"no features for {corpus} in {feats_dir}: run bench/similarity_features.py first")

@@ -389,7 +389,8 @@ async def radio_from_audio(request: web.Request) -> web.Response:
     if fmt != "json":
         return _radio_response(rec, fmt)
     body = public_answer(rec)
-    body["heard"] = {k: public_answer(heard)[k] for k in ("identified", "might_be")}
+    heard_d = public_answer(heard)
+    body["heard"] = {k: heard_d[k] for k in ("identified", "might_be")}
     return web.json_response(body)
 
 

@@ -375,13 +375,18 @@ def test_listen_live_pressed_twice_gives_one_session(browser, server, how) -> No
     assert not browser.find_element(By.ID, "error").is_displayed()
 
 
-def test_a_pasted_spotify_link_in_the_search_box_answers(browser, server, web_corpus) -> None:
-    """issue 31: the search box takes a Spotify track link; Enter answers with the track it names."""
+def ask_by_link(browser, server, link: str) -> list:
+    """Open the page, paste ``link`` into the search box, press Enter; the answer's track items."""
     open_page(browser, server)
     box = browser.find_element(By.ID, "search")
-    box.send_keys(f"https://open.spotify.com/intl-fr/track/{web_corpus['expected_id']}?si=abc")
+    box.send_keys(link)
     box.send_keys(Keys.ENTER)
-    items = wait_for_answer(browser)
+    return wait_for_answer(browser)
+
+
+def test_a_pasted_spotify_link_in_the_search_box_answers(browser, server, web_corpus) -> None:
+    """issue 31: the search box takes a Spotify track link; Enter answers with the track it names."""
+    items = ask_by_link(browser, server, f"https://open.spotify.com/intl-fr/track/{web_corpus['expected_id']}?si=abc")
     check_tracks(items)
     assert EXPECTED_NAME in browser.find_element(By.ID, "headline").text
     assert not browser.find_element(By.ID, "suggestions").is_displayed()
@@ -389,11 +394,7 @@ def test_a_pasted_spotify_link_in_the_search_box_answers(browser, server, web_co
 
 def test_radio_from_an_answer_and_copy_its_links(browser, server, web_corpus) -> None:
     """issue 31: every answer offers a radio; the radio offers its links (clipboard) and an .m3u download."""
-    open_page(browser, server)
-    box = browser.find_element(By.ID, "search")
-    box.send_keys(f"spotify:track:{web_corpus['expected_id']}")
-    box.send_keys(Keys.ENTER)
-    wait_for_answer(browser)
+    ask_by_link(browser, server, f"spotify:track:{web_corpus['expected_id']}")
     browser.find_element(By.ID, "radio").click()
     WebDriverWait(browser, ANSWER_TIMEOUT_S).until(EC.presence_of_element_located((By.ID, "radio-from")))
     assert EXPECTED_NAME in browser.find_element(By.ID, "radio-from").text
