@@ -336,8 +336,7 @@ class SynestheteService:
                      np.zeros((0, len(seed_vec)), np.float32), [r.track.artist for r in pool], n,
                      min_similarity=median)
         results = [ScoredTrack(pool[s.index].track, s.to_previous, heard=pool[s.index].heard) for s in steps]
-        for prev, r in zip([track] + [r.track for r in results], results):
-            self._annotate([r], prev)  # the reason, like the match, is about the track before it
+        self._annotate(results, track, chain=True)  # the reason, like the match, is about the track before it
         note = "" if len(results) >= n else (
             f"Only {len(results)} tracks qualify (near the one before, at most two per artist"
             f"{', within your filters' if filters is not None and filters.active else ''}).")
@@ -520,15 +519,23 @@ class SynestheteService:
         return Identification(track, decision.confidence, decision.offset_s, decision.method, decision.level)
 
     def _annotate(self, results: list[ScoredTrack], seed: Track | None, emb: Embedding | None = None,
-                  decoded: audio_mod.DecodedAudio | None = None) -> None:
-        """Match level and reason for each answer (engine.reasons); best effort, never fails the answer."""
+                  decoded: audio_mod.DecodedAudio | None = None, *, chain: bool = False) -> None:
+        """Match level and reason for each answer (engine.reasons); best effort, never fails the answer.
+
+        ``chain``: each answer is explained against the one before it (the seed first), as a
+        radio's similarities are; every track's traits are still read once.
+        """
         from .reasons import Traits, explain
 
         try:
             known = self._traits([r.track for r in results] + ([seed] if seed else []))
+
+            def traits_of(t: Track) -> Traits:
+                return known.get(t.track_key) or Traits(bpm=(t.audio_features or {}).get("tempo"),
+                                                        genres=tuple(t.genres))
+
             if seed is not None:
-                seed_traits = known.get(seed.track_key) or Traits(
-                    bpm=(seed.audio_features or {}).get("tempo"), genres=tuple(seed.genres))
+                seed_traits = traits_of(seed)
             else:  # a recording of no catalogue song: its own tags, tempo and key
                 from .analysis import rhythm_and_key
 
@@ -537,7 +544,9 @@ class SynestheteService:
                 seed_traits = Traits.from_arrays(self.embedder.backbone.tag_names,
                                                  emb.tags if emb is not None else None,
                                                  rk.bpm if rk else None, rk.key if rk else None)
-            for r in results:
+            for i, r in enumerate(results):
+                if chain and i > 0:
+                    seed_traits = traits_of(results[i - 1].track)
                 if self.match_scale is not None:
                     r.match = self.match_scale.level(r.similarity)
                     r.match_percentile = self.match_scale.percentile(r.similarity)
