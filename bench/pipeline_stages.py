@@ -14,7 +14,7 @@ them) of each track, decoded five ways that add the product's stages one at a ti
 1. ``librosa``: ``librosa.load(sr=16000, mono=True)`` (soxr resampling, channel mean, raw
    level): the original package's input;
 2. ``ffmpeg``: ffmpeg's resampler to 16 kHz, channel mean, raw level;
-3. ``ffmpeg + mono/rumble``: the product's downmix (``engine.audio._channels_to_mono``: the
+3. ``ffmpeg + mono/rumble``: the product's downmix (``engine.audio.channels_to_mono``: the
    side channel where it is louder, DC and rumble removed), raw level;
 4. ``+ level (no limiter)``: 3 scaled to the product's active-RMS target
    (``TARGET_RMS_DBFS``) by a plain gain;
@@ -70,10 +70,9 @@ def _variants(src: Path, limits) -> dict[str, np.ndarray]:
     from engine import audio as A
 
     out = {"librosa": librosa.load(str(src), sr=SR, mono=True)[0].astype(np.float32)}
-    raw, _, _ = A._run_ffmpeg(src, SR, limits.max_seconds, limits.timeout_s)
-    frames = np.frombuffer(raw[: len(raw) // 8 * 8], dtype="<f4").reshape(-1, 2)
+    frames = A.decode_stereo(src, SR, limits.max_seconds, limits.timeout_s).frames
     out["ffmpeg"] = frames.mean(1).astype(np.float32)
-    mono, dc = A._channels_to_mono(raw, SR)
+    mono, dc = A.channels_to_mono(frames, SR)
     out["ffmpeg + mono/rumble"] = mono
     gain_db, _ = A.loudness_gain_db(mono, SR, A.silence_floor_db(dc, src.suffix.lstrip(".")))
     out["+ level (no limiter)"] = (mono * 10 ** (gain_db / 20)).astype(np.float32)

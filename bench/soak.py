@@ -26,15 +26,16 @@ The mix (seeded, ``--seed``): ~40% voice notes, ~30% similar_to, ~25% name searc
 * Bad inputs, each with the error kind it must get: truncated m4a (``corrupt``), truncated
   Ogg and Ogg with garbage after the headers (``corrupt``), zero bytes (``empty``), more
   than max_upload_bytes (``too_large``), PNG and plain text (``not_audio``), 10 s of
-  silence (``too_short``), an unknown track id for similar_to (``not_found``), and a
-  **hanging decode** (``timeout``). The hang is real: the upload is an ID3v2 tag followed
-  by an ``ffconcat`` script. The sniffer lets it through because it starts with ``ID3``,
-  and ffmpeg skips the tag, probes the concat demuxer and opens the "safe" relative file
-  it names. That file is a named pipe with no writer, created next to the service's
-  temporary upload files, so ffmpeg blocks in ``open()`` until the decode timeout kills
-  it. ``--decode-timeout`` (default 5 s, instead of the product's 30 s) keeps these
-  requests from taking most of the run. A good query decodes in ~0.1 s, so 5 s is far
-  from hurting good queries.
+  silence (``too_short``), an unknown track id for similar_to (``not_found``), and the
+  upload that once **hung a decode**: an ID3v2 tag followed by an ``ffconcat`` script naming
+  a named pipe with no writer, next to the service's temporary upload files. The sniffer
+  lets it through because it starts with ``ID3``; ffmpeg used to skip the tag, pick the
+  concat demuxer and block in ``open()`` until the decode timeout killed it. Since only
+  audio demuxers are allowed (``engine.audio.AUDIO_DEMUXERS``) it is refused at once
+  (``corrupt``: it starts like an mp3), which is what the soak now checks.
+  ``--decode-timeout`` (default 5 s, instead of the product's 30 s) bounds any decode
+  that still runs long. A good query decodes in ~0.1 s, so 5 s is far from hurting good
+  queries.
 
 Pass criteria (exit 0 only if all hold): no unexpected exception and no internal/500
 answer; every bad input answered with its expected kind; every voice note identified as
@@ -213,8 +214,8 @@ def prepare(svc, settings: Settings, n_notes: int, rng: np.random.Generator, fif
         {"name": "png", "data": png, "expected": "not_audio"},
         {"name": "text", "data": b"Hello, this is not a song. " * 40, "expected": "not_audio"},
         {"name": "silence_10s", "data": encode_opus(np.zeros(sr * 10, np.float32), sr), "expected": "too_short"},
-        {"name": "hang_id3_ffconcat_fifo", "data": id3_wrapped(f"ffconcat version 1.0\nfile {fifo_name}\n".encode()),
-         "expected": "timeout"},
+        {"name": "id3_ffconcat_fifo", "data": id3_wrapped(f"ffconcat version 1.0\nfile {fifo_name}\n".encode()),
+         "expected": "corrupt"},
         {"name": "similar_unknown_id", "track_id": "no-such-track-0000", "expected": "not_found"},
     ]
     return {"tracks": tracks, "notes": notes, "bad": bad}

@@ -1,29 +1,29 @@
-"""Any audio in, mono float32 out: sniffing, limits and decoding with ffmpeg.
+"""Any audio in, mono float32 out: sniffing, limits and decoding with the FFmpeg libraries.
 
-Why ffmpeg in a subprocess: it reads every container people send (Discord voice
-messages are Ogg/Opus, phones send m4a/aac, browsers webm), and a subprocess can be
-killed when a hostile or broken file makes it hang.  Bytes are written to a temp
-file rather than piped because MP4/M4A files often keep their index (``moov``) at
-the end, which a pipe cannot seek to.
+Why FFmpeg: it reads every container people send (Discord voice messages are Ogg/Opus,
+phones send m4a/aac, browsers webm).  Why in this process, through PyAV, rather than the
+``ffmpeg`` program: starting that program costs ~57 ms, most of a 10-s note's decode.  What
+the subprocess gave, a hang that can be killed, is kept as a deadline checked after every
+packet plus FFmpeg's I/O interrupt; bytes are bounded (``max_bytes``) before FFmpeg sees them,
+and only audio demuxers and local files are allowed (:data:`AUDIO_DEMUXERS`).  Bytes are
+written to a temp file rather than streamed because MP4/M4A files often keep their index
+(``moov``) at the end, which a stream cannot seek to.
 
 The file extension is never trusted: the content is sniffed (magic bytes for the
-obvious non-audio types, then ffmpeg's own demuxer probing for the real answer).
+obvious non-audio types, then FFmpeg's own demuxer probing for the real answer).
 """
-
 from __future__ import annotations
 
 import logging
 import os
-import re
 import stat
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-import ffmpeg  # ffmpeg-python: builds the command line
+import av  # PyAV: the FFmpeg libraries in this process
 import numpy as np
 
 from .errors import (
@@ -108,7 +108,7 @@ class DecodedAudio:
 
     samples: np.ndarray  # float32, mono
     sample_rate: int
-    #: container/codec as ffprobe named them, e.g. "ogg/opus"
+    #: container/codec as FFmpeg names them, e.g. "ogg/opus"
     source_format: str
     #: seconds of the source (before the ``max_seconds`` cut), when known
     source_duration_s: float | None
@@ -158,59 +158,111 @@ def sniff_not_audio(head: bytes) -> str | None:
     return None
 
 
-_INPUT_RE = re.compile(r"^Input #0, ([^,]+(?:,[^,]+)*?), from ", re.MULTILINE)
-_DURATION_RE = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
-_AUDIO_STREAM_RE = re.compile(r"Stream #0:\d+[^:]*: Audio: ([A-Za-z0-9_]+)")
+#: Leading bytes of audio containers: a file that starts like one and still cannot be opened
+#: is a damaged or cut-off recording ("moov atom not found"), not some other kind of file.
+_AUDIO_MAGIC: tuple[bytes, ...] = (
+    b"OggS", b"RIFF", b"fLaC", b"ID3", b"\x1aE\xdf\xa3", b"FORM", b"caff", b"wvpk", b"MAC ",
+    b"#!AMR", b".snd", b"0&\xb2u\x8ef\xcf\x11", b"RF64", b"TTA1", b"MPCK",
+)
+#: A damaged stream stops being decoded after this many undecodable packets in a row
+#: (the ffmpeg command line skips such packets too; a file that is nothing but them is corrupt).
+MAX_BAD_PACKETS = 50
 
 
-def _describe(stderr: str, path: Path) -> tuple[str, float | None]:
-    """Container/codec and source duration, read from ffmpeg's own input report.
+@dataclass(frozen=True)
+class RawDecode:
+    """What the FFmpeg libraries made of a file, before any of our own processing."""
 
-    Why not ffprobe: a second process launch costs ~50-100 ms per query, and the
-    decoding ffmpeg prints the same facts on stderr at ``-v info``.
-    """
-    m_in = _INPUT_RE.search(stderr)
-    m_audio = _AUDIO_STREAM_RE.search(stderr)
-    fmt = f"{m_in.group(1) if m_in else '?'}/{m_audio.group(1) if m_audio else '?'}"
-    duration = None
-    m_dur = _DURATION_RE.search(stderr)
-    if m_dur:
-        h, m, sec = m_dur.groups()
-        duration = int(h) * 3600 + int(m) * 60 + float(sec)
-    return fmt, duration
+    #: (n, 2) float32, interleaved stereo at the requested rate (mono is duplicated)
+    frames: np.ndarray
+    #: container/codec as FFmpeg names them, e.g. "ogg/opus"
+    source_format: str
+    #: seconds of the source according to its container, when it says
+    source_duration_s: float | None
+    #: why decoding stopped before the end (a damaged tail), else None
+    error: str | None
 
 
-def _classify_failure(stderr: str, path: Path) -> Exception:
-    """Map ffmpeg's complaint to the typed error a user understands."""
-    tail = stderr.strip()[-400:]
-    if "matches no streams" in stderr or "does not contain any stream" in stderr:
-        kinds = re.findall(r"Stream #0:\d+[^:]*: (\w+):", stderr)
-        return NotAudioError(f"{path}: no audio stream (streams: {kinds or 'none'})")
-    if "Invalid data found when processing input" in stderr and "Input #0" not in stderr:
-        # A demuxer that recognised the container and then choked ("[mov,mp4,... @ 0x..]
-        # moov atom not found") means a damaged or cut-off file; none at all: not audio.
-        if re.search(r"^\[[\w,]+ @ 0x[0-9a-f]+\]", stderr, re.MULTILINE):
-            return CorruptAudioError(f"{path}: container recognised but unreadable: {tail}")
-        return NotAudioError(f"{path}: no demuxer recognises it: {tail}")
-    return CorruptAudioError(f"{path}: {tail}")
+def _looks_like_audio_container(head: bytes) -> bool:
+    if head.startswith(_AUDIO_MAGIC) or head[4:8] == b"ftyp":
+        return True
+    # an MPEG audio frame sync (mp3/mp2/aac ADTS): 11 set bits
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
 
 
-def _run_ffmpeg(path: Path, sample_rate: int, max_seconds: float, timeout_s: float) -> tuple[bytes, str, int]:
-    args = (
-        ffmpeg.input(str(path), t=max_seconds, protocol_whitelist="file",
-                     format_whitelist=AUDIO_DEMUXERS)
-        .output("pipe:", format="f32le", acodec="pcm_f32le", ac=2, ar=sample_rate, map="0:a:0")
-        .global_args("-nostdin", "-hide_banner", "-nostats", "-v", "info")
-        .compile()
-    )
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+def _open_failure(exc: Exception, path: Path) -> Exception:
+    """Map a failure to open ``path`` to the typed error a user understands."""
     try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        proc.kill()
-        proc.communicate()
-        raise DecodeTimeoutError(f"ffmpeg did not finish decoding {path} within {timeout_s}s; killed") from exc
-    return out, err.decode("utf-8", "replace"), proc.returncode
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        head = b""
+    if _looks_like_audio_container(head):
+        return CorruptAudioError(f"{path}: container recognised but unreadable: {exc}")
+    return NotAudioError(f"{path}: no audio demuxer recognises it: {exc}")
+
+
+def decode_stereo(path: Path, sample_rate: int, max_seconds: float, timeout_s: float) -> RawDecode:
+    """Decode the first audio stream of ``path`` with the FFmpeg libraries, in this process.
+
+    Why PyAV rather than the ``ffmpeg`` program: starting that process costs ~57 ms, most of a
+    10-s voice note's decode (docs/performance.md); the libraries and the demuxer whitelist are
+    the same.  Only local files are read (``protocol_whitelist=file``), only audio demuxers
+    (:data:`AUDIO_DEMUXERS`).  The deadline is checked after every packet, and FFmpeg's own
+    I/O interrupt (PyAV's ``timeout``) covers a read that blocks.  Resampling is FFmpeg's
+    swresample, as the command line's ``-ar`` used.
+
+    Raises :class:`NotAudioError`, :class:`CorruptAudioError` or :class:`DecodeTimeoutError`.
+    """
+    deadline = time.monotonic() + timeout_s
+    try:
+        container = av.open(str(path), options={"protocol_whitelist": "file", "format_whitelist": AUDIO_DEMUXERS},
+                            timeout=timeout_s)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise _open_failure(exc, path) from exc
+    with container:
+        if not container.streams.audio:
+            kinds = [s.type for s in container.streams]
+            raise NotAudioError(f"{path}: no audio stream (streams: {kinds or 'none'})")
+        stream = container.streams.audio[0]
+        fmt = f"{container.format.name}/{stream.codec_context.codec.canonical_name}"
+        duration = container.duration / av.time_base if container.duration else None
+        chunks, error = _decode_packets(container, stream, sample_rate, int(round(max_seconds * sample_rate)),
+                                        deadline, path)
+    frames = np.concatenate(chunks, axis=1).T if chunks else np.zeros((0, 2), np.float32)
+    return RawDecode(np.ascontiguousarray(frames[: int(round(max_seconds * sample_rate))]), fmt, duration, error)
+
+
+def _decode_packets(container, stream, sample_rate: int, limit: int, deadline: float,
+                    path: Path) -> tuple[list[np.ndarray], str | None]:
+    """Packets -> resampled (2, n) float32 chunks, up to ``limit`` samples; (chunks, why it stopped early)."""
+    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=sample_rate)
+    chunks: list[np.ndarray] = []
+    n = bad = 0
+    error = None
+    try:
+        for packet in container.demux(stream):
+            if time.monotonic() > deadline:
+                raise DecodeTimeoutError(f"decoding {path} did not finish within the deadline; stopped")
+            try:
+                decoded = packet.decode()
+                bad = 0
+            except av.error.InvalidDataError as exc:
+                bad += 1
+                if bad >= MAX_BAD_PACKETS:
+                    raise
+                log.debug("skipping an undecodable packet of %s: %s", path, exc)
+                continue
+            for frame in decoded:
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(2, -1))
+                    n += chunks[-1].shape[1]
+            if n >= limit:
+                return chunks, None
+        chunks.extend(out.to_ndarray().reshape(2, -1) for out in resampler.resample(None))
+    except av.error.FFmpegError as exc:
+        error = str(exc)
+    return chunks, error
 
 
 def highpass(x: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
@@ -393,14 +445,14 @@ def decode(source: AudioSource, sample_rate: int, limits: DecodeLimits = DecodeL
             if what:
                 raise NotAudioError(f"{path} is a {what}")
 
-        raw, err, rc = _run_ffmpeg(path, sample_rate, limits.max_seconds, limits.timeout_s)
-        samples, dc_offset = _channels_to_mono(raw, sample_rate)
-        if rc != 0 and samples.size < limits.min_signal_seconds * sample_rate:
-            raise _classify_failure(err, path)
-        fmt, source_duration = _describe(err, path)
-        if rc != 0:
+        raw = decode_stereo(path, sample_rate, limits.max_seconds, limits.timeout_s)
+        samples, dc_offset = channels_to_mono(raw.frames, sample_rate)
+        fmt, source_duration = raw.source_format, raw.source_duration_s
+        if raw.error is not None:
+            if samples.size < limits.min_signal_seconds * sample_rate:
+                raise CorruptAudioError(f"{path} ({fmt}): {raw.error}")
             log.warning("partial decode of %s (%s), keeping %.1fs: %s", path, fmt,
-                        samples.size / sample_rate, err.strip()[-200:])
+                        samples.size / sample_rate, raw.error)
         if samples.size == 0:
             raise EmptyAudioError(f"no samples decoded from {path} ({fmt})")
         samples, active_s = normalise_loudness(samples, sample_rate,
@@ -432,14 +484,13 @@ def from_samples(samples: np.ndarray, sample_rate: int, source_format: str) -> D
                         active, False)
 
 
-def _channels_to_mono(raw: bytes, sample_rate: int) -> tuple[np.ndarray, float]:
-    """ffmpeg's interleaved stereo float32 PCM -> (clean mono, the DC offset it had).
+def channels_to_mono(frames: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
+    """(n, 2) float32 stereo from :func:`decode_stereo` -> (clean mono, the DC offset it had).
 
     Clean: finite, no cancelling channels (:func:`to_mono`), no DC or rumble
     (:func:`remove_rumble`, on the one mono signal: filtering once is what keeps a
     15-minute catalogue track cheap).  The offset (linear) sets the silence floor.
     """
-    frames = np.frombuffer(raw[: len(raw) // 8 * 8], dtype="<f4").reshape(-1, 2)
     if frames.shape[0] == 0:
         return np.zeros(0, np.float32), 0.0
     if not np.all(np.isfinite(frames)):
