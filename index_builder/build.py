@@ -206,6 +206,7 @@ def run_build(settings: Settings, opts: BuildOptions) -> BuildReport:
         try:
             build = _Build(settings, opts, report)
             build.run()
+            report.index_elapsed_s = time.monotonic() - t_start
             report.calibration = _calibrate(settings, opts, build.fingerprinted)
             _remember_about(settings, opts)
         finally:
