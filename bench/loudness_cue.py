@@ -35,8 +35,8 @@ def levels(corpus: Path) -> tuple[np.ndarray, np.ndarray]:
         src = next((corpus / "catalogue").glob(f"{t}.*"), None)
         if src is None:
             continue
-        raw, _, _ = A._run_ffmpeg(src, 16000, 120.0, lim.timeout_s)
-        mono, _ = A._channels_to_mono(raw, 16000)
+        frames = A.decode_stereo(src, 16000, 120.0, lim.timeout_s).frames
+        mono, _ = A.channels_to_mono(frames, 16000)
         gain, active = A.loudness_gain_db(mono, 16000)
         if active > 0:
             out.append(A.TARGET_RMS_DBFS - gain)

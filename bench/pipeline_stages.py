@@ -134,8 +134,8 @@ def extract_levels(corpus: Path, out: Path, max_patches: int, targets: list[floa
         src = next((corpus / "catalogue").glob(f"{tid}.*"), None)
         if dest.exists() or src is None:
             continue
-        raw, _, _ = A._run_ffmpeg(src, SR, limits.max_seconds, limits.timeout_s)
-        mono, dc = A._channels_to_mono(raw, SR)
+        frames = A.decode_stereo(src, SR, limits.max_seconds, limits.timeout_s).frames
+        mono, dc = A.channels_to_mono(frames, SR)
         gain_db, _ = A.loudness_gain_db(mono, SR, A.silence_floor_db(dc, src.suffix.lstrip(".")))
         current = A.TARGET_RMS_DBFS - gain_db
         starts = _patch_starts(len(mono), max_patches)

@@ -214,10 +214,12 @@ def decode_stereo(path: Path, sample_rate: int, max_seconds: float, timeout_s: f
 
     Raises :class:`NotAudioError`, :class:`CorruptAudioError` or :class:`DecodeTimeoutError`.
     """
-    deadline = time.monotonic() + timeout_s
+    deadline = _clock() + timeout_s
     try:
         container = av.open(str(path), options={"protocol_whitelist": "file", "format_whitelist": AUDIO_DEMUXERS},
                             timeout=timeout_s)
+    except av.error.ExitError as exc:  # FFmpeg's I/O interrupt: the read outlived ``timeout_s``
+        raise DecodeTimeoutError(f"opening {path} did not finish within {timeout_s}s: {exc}") from exc
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise _open_failure(exc, path) from exc
     with container:
@@ -225,6 +227,8 @@ def decode_stereo(path: Path, sample_rate: int, max_seconds: float, timeout_s: f
             kinds = [s.type for s in container.streams]
             raise NotAudioError(f"{path}: no audio stream (streams: {kinds or 'none'})")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:  # a codec this FFmpeg cannot decode
+            raise CorruptAudioError(f"{path}: no decoder for its audio stream ({container.format.name})")
         fmt = f"{container.format.name}/{stream.codec_context.codec.canonical_name}"
         duration = container.duration / av.time_base if container.duration else None
         chunks, error = _decode_packets(container, stream, sample_rate, int(round(max_seconds * sample_rate)),
@@ -233,16 +237,53 @@ def decode_stereo(path: Path, sample_rate: int, max_seconds: float, timeout_s: f
     return RawDecode(np.ascontiguousarray(frames[: int(round(max_seconds * sample_rate))]), fmt, duration, error)
 
 
+def _clock() -> float:
+    """The decode deadline's clock (monotonic seconds); one name, so a test can make time jump."""
+    return time.monotonic()
+
+
+class _Stereo:
+    """FFmpeg's swresample to planar float stereo at one rate, re-made when the input format changes.
+
+    Why re-made: a chained Ogg or joined mp3s change rate or layout mid-stream, which one
+    resampler refuses (PyAV's ValueError); the ``ffmpeg`` program reconfigures and goes on.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.chunks: list[np.ndarray] = []
+        self.n = 0
+        self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=sample_rate)
+
+    def _keep(self, frames) -> None:
+        for out in frames:
+            self.chunks.append(out.to_ndarray().reshape(2, -1))
+            self.n += self.chunks[-1].shape[1]
+
+    def add(self, frame) -> None:
+        try:
+            self._keep(self._resampler.resample(frame))
+        except ValueError:  # the input's format changed: flush the old setup, start a new one
+            self.flush()
+            self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=self.sample_rate)
+            self._keep(self._resampler.resample(frame))
+
+    def flush(self) -> None:
+        self._keep(self._resampler.resample(None))
+
+
 def _decode_packets(container, stream, sample_rate: int, limit: int, deadline: float,
                     path: Path) -> tuple[list[np.ndarray], str | None]:
-    """Packets -> resampled (2, n) float32 chunks, up to ``limit`` samples; (chunks, why it stopped early)."""
-    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=sample_rate)
-    chunks: list[np.ndarray] = []
-    n = bad = 0
-    error = None
+    """Packets -> resampled (2, n) float32 chunks, up to ``limit`` samples; (chunks, why it stopped early).
+
+    Raises :class:`DecodeTimeoutError` past ``deadline`` (checked after every packet, and when
+    FFmpeg's I/O interrupt stops a read); any other FFmpeg error ends the decode early.
+    """
+    out = _Stereo(sample_rate)
+    bad = 0
     try:
         for packet in container.demux(stream):
-            if time.monotonic() > deadline:
+            if _clock() > deadline:
                 raise DecodeTimeoutError(f"decoding {path} did not finish within the deadline; stopped")
             try:
                 decoded = packet.decode()
@@ -254,15 +295,15 @@ def _decode_packets(container, stream, sample_rate: int, limit: int, deadline: f
                 log.debug("skipping an undecodable packet of %s: %s", path, exc)
                 continue
             for frame in decoded:
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(2, -1))
-                    n += chunks[-1].shape[1]
-            if n >= limit:
-                return chunks, None
-        chunks.extend(out.to_ndarray().reshape(2, -1) for out in resampler.resample(None))
+                out.add(frame)
+            if out.n >= limit:
+                return out.chunks, None
+        out.flush()
+    except av.error.ExitError as exc:
+        raise DecodeTimeoutError(f"decoding {path} was interrupted at the deadline: {exc}") from exc
     except av.error.FFmpegError as exc:
-        error = str(exc)
-    return chunks, error
+        return out.chunks, str(exc)
+    return out.chunks, None
 
 
 def highpass(x: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:

@@ -92,7 +92,8 @@ class Decision:
     confidence: float  # 0..1, >= the threshold it was decided with
     offset_s: float  # >= 0
     method: Method
-    #: ``-log10`` of the chance that its landmarks align this well (:func:`landmark_surprise`), uncapped
+    #: ``-log10`` of the chance that its landmarks align this well (:func:`landmark_surprise`), uncapped;
+    #: for an answer of the offset verification, its own surprise when that is larger (:func:`verified_rule`)
     surprise: float = field(default=0.0, compare=False)
 
     @property
@@ -113,14 +114,15 @@ LEVELS = ("certain", "likely", "possible")
 
 #: what each level tells a person (the CLI, the bot, the page and the API say the same)
 LEVEL_TEXT = {
-    "certain": "certain: its landmarks line up with the song far beyond chance",
+    "certain": "certain: its spectral peaks line up with the song far beyond chance",
     "likely": "likely: its landmarks line up with the song beyond a 1-in-1,000 chance",
     "possible": "possible: mostly the sound of its segments agrees, few landmarks do",
 }
 
 
 def confidence_level(surprise: float) -> str:
-    """``certain`` (landmarks align beyond a 1-in-10^10 chance), ``likely`` (beyond 1 in 1,000), else
+    """``certain`` (landmarks, or the verified single peaks, align beyond a 1-in-10^10 chance), ``likely``
+    (landmarks beyond 1 in 1,000), else
     ``possible`` (the answer rests mostly on the segment vote or few landmarks)."""
     if surprise >= LEVEL_CERTAIN_SURPRISE:
         return "certain"
@@ -401,10 +403,16 @@ def decide(ev: Evidence, calibration: Calibration | None, *, threshold: float) -
 
     With a ``calibration``: each of :func:`candidates` gets P(right) from the logistic
     model; the most probable one answers when P >= ``threshold``
-    (``Settings.identify_threshold``, a probability).  Without: :func:`safe_rule`.
+    (``Settings.identify_threshold``, a probability).  Without: :func:`safe_rule`.  When
+    neither answers, the offset verification may (:func:`verified_rule`).
     """
-    if calibration is None:
-        return safe_rule(ev)
+    decision = safe_rule(ev) if calibration is None else _calibrated(ev, calibration, threshold)
+    if decision is None and threshold <= MAX_PROBABILITY:  # its answers carry MAX_PROBABILITY
+        decision = verified_rule(ev)
+    return decision
+
+
+def _calibrated(ev: Evidence, calibration: Calibration, threshold: float) -> Decision | None:
     scored = list(scored_candidates(ev, calibration))
     if not scored:
         return None
@@ -412,6 +420,66 @@ def decide(ev: Evidence, calibration: Calibration | None, *, threshold: float) -
     if p < threshold:
         return None
     return Decision(key, p, max(0.0, _offset(ev, key)), _method(ev, key), _surprise_of(ev, key))
+
+
+#: The offset verification names the best landmark candidate on its own when the chance that
+#: the query's single peaks land on its peaks this well is below 1 in 10^10: the "certain"
+#: level (:data:`LEVEL_CERTAIN_SURPRISE`), fixed from principle, not fitted.  A recording gets a
+#: few dozen such tries (one candidate, three offsets, the speed variants), so under the binomial
+#: null chance alone would name a song about once in 10^8 recordings; on real soundtracks it
+#: named 3 unknown songs in 1,257 recordings (shared loops hit more than chance), which is why
+#: ``Settings.identify_verification`` is off: docs/identification.md ("Offset verification").
+VERIFIED_SURPRISE = LEVEL_CERTAIN_SURPRISE
+
+
+def _peaks_of(m: FingerprintLike) -> tuple[int, int] | None:
+    """A candidate's offset verification ``(matched, total)``, None when it was not verified.
+
+    Read with ``getattr``: candidates of a backend without peaks (Milvus) or of an index built
+    before them carry no verification, which means "not verified", never "no match".
+    """
+    matched = getattr(m, "peaks_matched", None)
+    total = int(getattr(m, "peaks_total", 0) or 0)
+    return None if matched is None or total <= 0 else (int(matched), total)
+
+
+def verification_surprise(ev: Evidence, key: int) -> float:
+    """``-log10`` of the chance that ``key``'s verified peaks land this well (0 when not verified).
+
+    The chance level is the best *other* verified candidate's share (tonal music with held notes
+    hits more peaks by chance than random peaks do), floored at the share of random peaks
+    (:func:`engine.fingerprint.peaks.peak_surprise`, Wang 2003's verification as a tail probability).
+    """
+    from engine.fingerprint.peaks import peak_surprise
+
+    own, other = None, 0.0
+    for m in ev.matches:
+        pm = _peaks_of(m)
+        if pm is None:
+            continue
+        if m.track_key == key and own is None:
+            own = pm
+        elif m.track_key != key:
+            other = max(other, pm[0] / pm[1])
+    return 0.0 if own is None else peak_surprise(own[0], own[1], other)
+
+
+def verified_rule(ev: Evidence) -> Decision | None:
+    """The best landmark candidate when its offset verification clears :data:`VERIFIED_SURPRISE`, else None.
+
+    What it adds to the calibrated rule: recordings whose few intact landmarks cannot be told
+    from an unknown song's, while most of their single peaks still land on the song's
+    (issue 23).  Its confidence is :data:`MAX_PROBABILITY`: the evidence is far past any
+    calibrated probability; the level it shows is the verification's own surprise.
+    """
+    if not ev.matches:
+        return None
+    best = ev.matches[0]
+    surprise = verification_surprise(ev, int(best.track_key))
+    if surprise < VERIFIED_SURPRISE:
+        return None
+    return Decision(int(best.track_key), MAX_PROBABILITY, max(0.0, float(best.offset_s)),
+                    _method(ev, int(best.track_key)), max(surprise, _surprise_of(ev, int(best.track_key))))
 
 
 def _surprise_of(ev: Evidence, key: int) -> float:
@@ -422,4 +490,5 @@ def _surprise_of(ev: Evidence, key: int) -> float:
 
 __all__ = ["FEATURES", "LEVELS", "LEVEL_TEXT", "MAX_PROBABILITY", "confidence_level", "MIN_VOTE_SEGMENTS", "SAFE_MARGIN_CONFIDENCE", "SEGMENT_CANDIDATES",
            "Calibration", "Decision", "Evidence", "Observations", "Vote", "candidate_features", "candidates", "decide", "evidence", "landmark_surprise", "safe_rule",
-           "scored_candidates", "segment_vote", "vote_confidence"]
+           "scored_candidates", "segment_vote", "verification_surprise", "verified_rule", "vote_confidence",
+           "VERIFIED_SURPRISE"]

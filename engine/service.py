@@ -165,6 +165,9 @@ class SynestheteService:
         from .features import make_backbone
         from .fingerprint.backends import open_fingerprints
 
+        from .threads import limit_blas_threads
+
+        limit_blas_threads()  # engine.threads: torch's second thread needs the core BLAS would spin on
         self.settings = settings
         self.embedder = embedder or Embedder.create(make_backbone(settings), settings.resolved_head_path,
                                                     settings.embedding_dim)
@@ -400,6 +403,24 @@ class SynestheteService:
         """Catalogue tracks by name (title and artist), prefix + typo-tolerant, <= 25."""
         return self.catalogue.search(text, limit=min(25, max(1, limit)))
 
+    def _verification_about(self) -> str:
+        """Whether identification can verify its landmark candidates (``engine.identify.verified_rule``), and if not why."""
+        fp = self.fingerprints
+        if not self.settings.identify_verification:
+            return "off (SYNESTHETE_IDENTIFY_VERIFICATION; docs/identification.md says why)"
+        if fp is None:
+            return "off: no landmark index"
+        if not getattr(fp, "stores_peaks", False):
+            return "off: this landmark backend keeps no peaks (identification decides without the verification)"
+        try:
+            on = fp.has_peaks()
+        except Exception as exc:  # noqa: BLE001 - about must answer; the detail goes to the log
+            log.warning("cannot read the landmark index's peaks: %s", exc)
+            return "unknown: the landmark index could not be read"
+        if on:
+            return "on: the best candidate is also named when its single peaks line up beyond a 1-in-10^10 chance"
+        return "off: the landmark index was built before it kept peaks; run `synesthete-index build` to add them"
+
     def about(self) -> dict[str, Any]:
         """Catalogue size, model ids, calibration, build date; remembered for ``about`` without the engine.
 
@@ -412,7 +433,8 @@ class SynestheteService:
             "model_id": self.model_id,
             "backbone": self.embedder.backbone.name,
             "head_trained": self.embedder.head.trained,
-            "identification": self.current_calibration().about(),
+            "identification": {**self.current_calibration().about(),
+                               "offset_verification": self._verification_about()},
             "similarity": {**similarity_about(self.similarity),
                            **({"hubness": "mutual proximity (Schnitzer et al. 2012): re-ranks the cosine candidates"}
                               if self.hubness is not None else {})},

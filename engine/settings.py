@@ -138,6 +138,12 @@ class Settings:
     #: Self-queries the build's identification calibration makes (index_builder.calibrate; ~0.4 s
     #: each on one core); 0 = no calibration, the fixed landmark-margin rule answers.
     identify_calibration_queries: int = 400
+    #: The offset verification (issue 23): the landmark candidates are checked against the single
+    #: spectral peaks of their tracks at the landmark offset, and the best is named on that evidence
+    #: alone beyond a 1-in-10^10 chance.  Off: on the dev corpora it added 1-2 points of right
+    #: answers on phone notes (11 in 1,257 recordings) and named 3 unknown songs
+    #: (docs/identification.md, "Offset verification").
+    identify_verification: bool = False
     #: Where the landmark index lives: "sqlite" (one machine, fastest) or "milvus" (sparse
     #: vectors in the Milvus database, spreads over a cluster; needs Milvus 2.4+ or milvus-lite).
     fingerprint_backend: FingerprintBackend = "sqlite"

@@ -407,9 +407,13 @@ class _Build:
             cat.unmark_indexed(list(state))
             state = {}
         described = self.descriptors.keys(backbone_key(self.model_id))
-        untrusted = [k for k in state if k not in milvus_keys or k not in fp_keys or k not in described]
+        # with the offset verification on, tracks fingerprinted before peaks were stored are done again
+        unverifiable = (self.fp.keys_without_peaks()
+                        if self.settings.identify_verification and getattr(self.fp, "stores_peaks", False) else set())
+        untrusted = [k for k in state if k not in milvus_keys or k not in fp_keys or k not in described
+                     or k in unverifiable]
         if untrusted:
-            log.info("%d indexed marks have no vectors, fingerprints or descriptors; re-embedding them",
+            log.info("%d indexed marks have no vectors, fingerprints, peaks or descriptors; re-embedding them",
                      len(untrusted))
             cat.unmark_indexed(untrusted)
             for k in untrusted:
@@ -556,7 +560,7 @@ class _Build:
                                       [r.descriptor for _, r in batch if r.descriptor is not None])
             for item, r in batch:
                 if r.fp_hashes is not None:
-                    fp.add_landmarks(item[0], r.fp_hashes, r.fp_times, r.seconds)
+                    fp.add_landmarks(item[0], r.fp_hashes, r.fp_times, r.seconds, peaks=r.fp_peaks)
                 else:
                     fp.add_track(item[0], r.samples, r.sample_rate)
         if deletes:

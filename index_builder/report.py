@@ -112,10 +112,10 @@ class BuildReport:
             f"tracks indexed: {self.indexed}   skipped (unchanged): {self.skipped_unchanged}   "
             f"failed: {len(self.failed)}" + (f" (+{self.failed_unchanged} unchanged bad files)" if self.failed_unchanged else "")
             + f"   removed: {self.removed}",
-            f"audio: {h:.2f} h in {self.elapsed_s:.1f} s = {self.x_realtime:.1f}x real time "
-            + (f"(the index in {self.index_elapsed_s:.1f} s = {self.x_realtime_index:.1f}x, then the calibration) "
+            f"audio: {h:.2f} h in {self.elapsed_s:.1f} s = {self.x_realtime:.1f}x real time ("
+            + (f"the index in {self.index_elapsed_s:.1f} s = {self.x_realtime_index:.1f}x, then the calibration; "
                if 0 < self.index_elapsed_s < self.elapsed_s - 0.5 else "")
-            + f"({self.workers} workers); peak RSS {self.peak_rss_mb:.0f} MB main"
+            + f"{self.workers} workers); peak RSS {self.peak_rss_mb:.0f} MB main"
             + (f", {self.peak_rss_workers_mb:.0f} MB the largest worker" if self.peak_rss_workers_mb else ""),
             f"catalogue: {self.catalogue_tracks} tracks from {self.csv_rows} rows; "
             f"{self.matched} with audio, {len(self.rows_without_audio)} rows without audio, "

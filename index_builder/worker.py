@@ -42,6 +42,8 @@ class WorkResult:
     #: None when the fingerprint module offers no extractor (main then fingerprints)
     fp_hashes: np.ndarray | None = None
     fp_times: np.ndarray | None = None
+    #: the reference peaks (frames, band bins) the landmarks were paired from, for the offset verification
+    fp_peaks: tuple[np.ndarray, np.ndarray] | None = None
     #: only when fp_hashes is None: the decoded audio for the main process to fingerprint
     samples: np.ndarray | None = None
     sample_rate: int = 0
@@ -78,6 +80,9 @@ def init_worker(settings: Any, factory_spec: str, torch_threads: int, log_level:
     import torch
 
     torch.set_num_threads(max(1, torch_threads))
+    from engine.threads import limit_blas_threads
+
+    limit_blas_threads()  # engine.threads: a spinning BLAS pool takes the core the other worker needs
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set in this process
@@ -89,9 +94,9 @@ def init_worker(settings: Any, factory_spec: str, torch_threads: int, log_level:
         log.exception("cannot create the embedder %s", factory_spec)
         _state["init_error"] = exc
     try:
-        from engine.fingerprint.landmarks import extract_landmarks
+        from engine.fingerprint.landmarks import extract_fingerprint
 
-        _state["landmarks"] = extract_landmarks
+        _state["landmarks"] = extract_fingerprint
     except ImportError:
         _state["landmarks"] = None
 
@@ -136,8 +141,9 @@ def process_file(track_key: int, path: str, hop_s: float) -> WorkResult:
                      if emb.features is not None else None)
     extract = _state.get("landmarks")
     if extract is not None:
-        h, t = extract(decoded.samples, decoded.sample_rate, density="reference")
-        res.fp_hashes, res.fp_times = np.asarray(h), np.asarray(t)
+        fp = extract(decoded.samples, decoded.sample_rate, density="reference")
+        res.fp_hashes, res.fp_times = np.asarray(fp.hashes), np.asarray(fp.times)
+        res.fp_peaks = (np.asarray(fp.peak_t), np.asarray(fp.peak_f))
     else:
         res.samples, res.sample_rate = decoded.samples, decoded.sample_rate
     res.fp_s = time.perf_counter() - t2

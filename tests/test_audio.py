@@ -241,10 +241,19 @@ def test_a_decode_past_its_deadline_stops_with_a_timeout(tmp_path: Path, monkeyp
                            codec_args=FORMATS["ogg"])
     assert decode(long, 16000, DecodeLimits(timeout_s=5.0)).duration_s > 39  # a real clock: in time
     ticks = iter(range(0, 10_000, 10))
-    monkeypatch.setattr(audio.time, "monotonic", lambda: float(next(ticks)))
+    monkeypatch.setattr(audio, "_clock", lambda: float(next(ticks)))
     with pytest.raises(DecodeTimeoutError) as info:
         decode(long, 16000, DecodeLimits(timeout_s=25.0))
     assert "deadline" in str(info.value)
+
+
+def test_a_stream_whose_rate_changes_midway_is_decoded_whole(tmp_path: Path) -> None:
+    """Two mp3 files at 44.1 and 22.05 kHz joined byte by byte (as a careless concatenation makes
+    them): the resampler is re-made at the change instead of refusing the rest."""
+    a = audiogen.encode(audiogen.synthetic_track(6, 6.0), tmp_path / "a.mp3")
+    b = audiogen.encode(audiogen.synthetic_track(7, 6.0, sr=22050), tmp_path / "b.mp3", sr=22050)
+    out = decode(a.read_bytes() + b.read_bytes(), 16000)
+    assert 11.0 < out.duration_s < 12.5
 
 
 def test_a_damaged_stream_keeps_its_good_part_and_a_hopeless_one_is_corrupt(tmp_path: Path, music: np.ndarray) -> None:

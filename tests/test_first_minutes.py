@@ -123,7 +123,7 @@ def test_the_build_summary_separates_the_index_from_the_fixed_calibration() -> N
     r = BuildReport(audio_seconds=3600.0, elapsed_s=90.0, index_elapsed_s=60.0, workers=2)
     assert r.x_realtime == 40.0 and r.x_realtime_index == 60.0
     assert r.to_dict()["x_realtime_index"] == 60.0
-    assert "1.00 h in 90.0 s = 40.0x real time (the index in 60.0 s = 60.0x, then the calibration)" in r.summary()
+    assert "1.00 h in 90.0 s = 40.0x real time (the index in 60.0 s = 60.0x, then the calibration; 2 workers)" in r.summary()
     no_calibration = BuildReport(audio_seconds=3600.0, elapsed_s=60.2, index_elapsed_s=60.0, workers=2).summary()
     assert "the index in" not in no_calibration and "= 59.8x real time (2 workers)" in no_calibration
 

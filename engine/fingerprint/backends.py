@@ -38,7 +38,7 @@ def open_fingerprints(settings: Any, store: VectorStore, *, read_only: bool, for
     if read_only and not path.exists():
         return None
     return FingerprintIndex(path, read_only=read_only, max_candidates=settings.fingerprint_max_candidates,
-                            reset_if_stale=for_build)
+                            reset_if_stale=for_build, verify=settings.identify_verification)
 
 
 def lookup_id(settings: Any) -> str:

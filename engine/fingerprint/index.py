@@ -11,6 +11,15 @@ Schema::
 
     fp(hash, track_key, t)   PRIMARY KEY (hash, track_key, t) WITHOUT ROWID
     tracks(track_key PRIMARY KEY, n_hashes, seconds, hashes BLOB)
+    peaks(track_key PRIMARY KEY, n_peaks, peaks BLOB)
+
+``peaks`` holds each track's single reference peaks (:mod:`engine.fingerprint.peaks`,
+~2 bytes a peak), which the offset verification after the landmark stage reads for the
+few candidates of a query (one primary-key read each).  An index built before it has no
+such rows: its candidates stay unverified, so identification decides as before without the
+verification (``engine.identify.verified_rule``), :meth:`FingerprintIndex.has_peaks` says so
+for ``about``, and with the verification on (``Settings.identify_verification``)
+``synesthete-index build`` indexes those tracks again.
 
 ``fp`` is clustered on ``hash`` so one lookup reads one contiguous run of rows.
 ``tracks.hashes`` keeps the sorted distinct hashes of a track (zlib'd delta
@@ -36,6 +45,7 @@ a half-written track.  ``read_only=True`` opens ``mode=ro`` for query processes.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import sqlite3
@@ -50,7 +60,8 @@ import numpy as np
 
 from engine.errors import StoreError
 from engine.fileio import atomic_write
-from engine.fingerprint.landmarks import FRAMES_PER_S, LANDMARK_VERSION, extract_landmarks
+from engine.fingerprint.landmarks import FRAMES_PER_S, LANDMARK_VERSION, extract_fingerprint
+from engine.fingerprint.peaks import aligned_peak_matches, pack_peaks, unpack_peaks
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +96,9 @@ class FingerprintMatch:
     :func:`confidence`; only the best candidate has one).  It is not a probability: the
     calibrated one is :func:`engine.identify.decide`'s.
     ``query_landmarks``: how many landmarks the query was matched with.
+    ``peaks_matched`` / ``peaks_total``: the offset verification (:mod:`engine.fingerprint.peaks`):
+    how many of the query's single peaks inside the track land on its peaks at ``offset_s``;
+    ``peaks_matched`` is None when the index holds no peaks for the track (not verified).
     """
 
     track_key: int
@@ -92,6 +106,8 @@ class FingerprintMatch:
     offset_s: float
     confidence: float
     query_landmarks: int = 0
+    peaks_matched: int | None = None
+    peaks_total: int = 0
 
 
 def confidence(best: int, other: int) -> float:
@@ -208,9 +224,14 @@ def score_candidates(
 class FingerprintIndex:
     """SQLite-backed landmark index; see the module docstring for layout and costs."""
 
+    #: This backend keeps each track's single peaks for the offset verification.
+    stores_peaks = True
+
     def __init__(self, path: str | Path, *, read_only: bool = False, max_candidates: int = 0,
-                 reset_if_stale: bool = False) -> None:
+                 reset_if_stale: bool = False, verify: bool = False) -> None:
         self.path = Path(path)
+        #: whether :meth:`match` verifies its candidates (``Settings.identify_verification``)
+        self.verify_matches = verify
         self.read_only = read_only
         #: Most DB rows one query scores (0 = all); see :meth:`_lookup_snapshot`.
         self.max_candidates = max(0, int(max_candidates))
@@ -219,6 +240,8 @@ class FingerprintIndex:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
+        #: (generation, every track has peaks), see :meth:`has_peaks`
+        self._has_peaks: tuple[int, bool] | None = None
         if read_only:
             if not self.path.is_file():
                 raise StoreError(f"fingerprint index {self.path} does not exist")
@@ -236,6 +259,8 @@ class FingerprintIndex:
                         track_key INTEGER PRIMARY KEY, n_hashes INTEGER NOT NULL,
                         seconds REAL NOT NULL, added_at REAL NOT NULL, hashes BLOB NOT NULL);
                     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                    CREATE TABLE IF NOT EXISTS peaks (
+                        track_key INTEGER PRIMARY KEY, n_peaks INTEGER NOT NULL, peaks BLOB NOT NULL);
                     """
                 )
                 conn.execute(
@@ -258,6 +283,7 @@ class FingerprintIndex:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM fp")
             conn.execute("DELETE FROM tracks")
+            conn.execute("DELETE FROM peaks")
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('landmark_version', ?)", (str(LANDMARK_VERSION),))
             _bump_generation(conn)
             conn.execute("COMMIT")
@@ -340,6 +366,7 @@ class FingerprintIndex:
             "DELETE FROM fp WHERE hash=? AND track_key=?", ((int(h), track_key) for h in hashes)
         )
         conn.execute("DELETE FROM tracks WHERE track_key=?", (track_key,))
+        conn.execute("DELETE FROM peaks WHERE track_key=?", (track_key,))
         _bump_generation(conn)
         return True
 
@@ -374,24 +401,32 @@ class FingerprintIndex:
         """
         total = 0
         for track_key, audio, sr in items:
-            h, t = extract_landmarks(audio, sr, density="reference")
-            total += self.add_landmarks(int(track_key), h, t, len(audio) / float(sr))
+            fp = extract_fingerprint(audio, sr, density="reference")
+            total += self.add_landmarks(int(track_key), fp.hashes, fp.times, len(audio) / float(sr),
+                                        peaks=(fp.peak_t, fp.peak_f))
         return total
 
-    def add_landmarks(self, track_key: int, hashes: np.ndarray, times: np.ndarray, seconds: float) -> int:
+    def add_landmarks(self, track_key: int, hashes: np.ndarray, times: np.ndarray, seconds: float,
+                      peaks: tuple[np.ndarray, np.ndarray] | None = None) -> int:
         """Store landmarks computed elsewhere (an index-build worker), replacing the track's old ones.
 
-        One transaction: a crash or a concurrent reader sees either the old
-        version or the new one, never half of it.
+        ``peaks``: the track's reference peaks ``(frames, band bins)`` for the offset
+        verification (:func:`engine.fingerprint.landmarks.extract_fingerprint`); without them
+        the track is stored unverifiable (:meth:`has_peaks` turns False).  One transaction: a
+        crash or a concurrent reader sees either the old version or the new one, never half of it.
         """
         self._check_writable()
         track_key = int(track_key)
         conn = self._conn()
+        blob = pack_peaks(*peaks) if peaks is not None else None  # before BEGIN: a bad peak leaves no open transaction
         with self._write_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 self._delete_rows(conn, track_key)
                 n = self._insert(conn, track_key, hashes, times, seconds)
+                if blob is not None:
+                    conn.execute("INSERT OR REPLACE INTO peaks (track_key, n_peaks, peaks) VALUES (?,?,?)",
+                                 (track_key, int(np.asarray(peaks[0]).size), blob))
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 conn.execute("ROLLBACK")
@@ -417,6 +452,54 @@ class FingerprintIndex:
 
     def track_keys(self) -> set[int]:
         return {r[0] for r in self._conn().execute("SELECT track_key FROM tracks")}
+
+    def _has_peaks_table(self) -> bool:
+        """Whether this index has a peaks table at all (an index of an older engine has none)."""
+        return self._conn().execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='peaks'").fetchone() is not None
+
+    def keys_without_peaks(self) -> set[int]:
+        """Fingerprinted tracks whose peaks are not stored (all of them in an index that predates peaks)."""
+        if not self._has_peaks_table():
+            return self.track_keys()
+        rows = self._conn().execute(
+            "SELECT t.track_key FROM tracks t LEFT JOIN peaks p USING (track_key) WHERE p.track_key IS NULL")
+        return {int(r[0]) for r in rows}
+
+    def has_peaks(self) -> bool:
+        """Whether every fingerprinted track can be verified (its peaks are stored); cached per generation."""
+        gen = self.generation()
+        cached = self._has_peaks
+        if cached is None or cached[0] != gen:
+            cached = (gen, not self.keys_without_peaks())
+            self._has_peaks = cached
+        return cached[1]
+
+    def peak_codes(self, track_key: int) -> np.ndarray | None:
+        """A track's sorted peak codes (:func:`engine.fingerprint.peaks.peak_codes`), None when not stored."""
+        if not self._has_peaks_table():
+            return None
+        row = self._conn().execute("SELECT peaks FROM peaks WHERE track_key=?", (int(track_key),)).fetchone()
+        try:
+            return unpack_peaks(row[0]) if row is not None else None
+        except zlib.error as exc:
+            raise StoreError(f"the peaks of track {track_key} are damaged: {exc}") from exc
+
+    def verify(self, matches: list[FingerprintMatch], peak_t: np.ndarray, peak_f: np.ndarray) -> list[FingerprintMatch]:
+        """The candidates with their offset verification filled in (:func:`engine.fingerprint.peaks.aligned_peak_matches`).
+
+        ``peak_t``, ``peak_f``: the query's single peaks (frames, band bins).  A track whose
+        peaks are not stored keeps ``peaks_matched=None``.
+        """
+        out = []
+        for m in matches:
+            codes = self.peak_codes(m.track_key)
+            if codes is None:
+                out.append(m)
+                continue
+            pm = aligned_peak_matches(peak_t, peak_f, codes, int(round(m.offset_s * FRAMES_PER_S)))
+            out.append(dataclasses.replace(m, peaks_matched=pm.matched, peaks_total=pm.total))
+        return out
 
     def stats(self) -> dict[str, int]:
         """``n_tracks``, ``n_hashes`` (rows), ``seconds`` of audio, ``file_bytes`` (db + WAL)."""
@@ -641,18 +724,25 @@ class FingerprintIndex:
         return arr[:, 0], arr[:, 1], arr[:, 2]
 
     def match(self, audio: np.ndarray, sr: int, top_k: int = 5) -> list[FingerprintMatch]:
-        """Best ``top_k`` catalogue tracks for a recording, best first (may be empty).
+        """Best ``top_k`` catalogue tracks for a recording, best first (may be empty), verified when asked.
 
-        An empty index or a query without landmarks (silence) gives ``[]``.
+        The landmark stage ranks them (:meth:`_match_snapshot`, or SQLite without a current
+        snapshot); with ``verify`` (the constructor's, ``Settings.identify_verification``)
+        :meth:`verify` then counts the query's single peaks that land on each
+        candidate's at its offset.  An empty index or a query without landmarks (silence)
+        gives ``[]``.  Raises StoreError when the index cannot be read.
         """
-        qh, qt = extract_landmarks(audio, sr, density="query")
+        fp = extract_fingerprint(audio, sr, density="query")
+        qh, qt = fp.hashes, fp.times
         if qh.size == 0:
             return []
         try:
             snap = self._load_snapshot()
             if snap is not None:
-                return self._match_snapshot(qh, qt, snap[0], snap[1], top_k)
-            rh, rtr, rt = self.lookup(qh)
+                matches = self._match_snapshot(qh, qt, snap[0], snap[1], top_k)
+            else:
+                rh, rtr, rt = self.lookup(qh)
+                matches = score_candidates(qh, qt, rh, rtr, rt, top_k)
+            return self.verify(matches, fp.peak_t, fp.peak_f) if self.verify_matches else matches
         except sqlite3.Error as exc:
             raise StoreError(f"fingerprint lookup failed: {exc}") from exc
-        return score_candidates(qh, qt, rh, rtr, rt, top_k)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from math import gcd
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -69,6 +69,8 @@ F_HI_HZ = 3400.0
 _BIN_HZ = SR / N_FFT
 _BIN_LO = int(np.ceil(F_LO_HZ / _BIN_HZ))
 _BIN_HI = int(np.floor(F_HI_HZ / _BIN_HZ))  # inclusive
+#: Bins of the phone band: peak bins are 0..N_BAND_BINS - 1 (198 at 15.6 Hz).
+N_BAND_BINS = _BIN_HI - _BIN_LO + 1
 
 _WINDOW = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
 
@@ -183,6 +185,68 @@ def pair_peaks(t: np.ndarray, f: np.ndarray, fan_out: int) -> tuple[np.ndarray, 
     return hashes.astype(np.uint32), t[ai].astype(np.int32)
 
 
+def _density(density: str, params: LandmarkParams | None) -> LandmarkParams:
+    if params is not None:
+        return params
+    try:
+        return DENSITIES[density]
+    except KeyError:
+        raise ValueError(f"density must be 'reference' or 'query', not {density!r}") from None
+
+
+def extract_peaks(
+    audio: np.ndarray,
+    sr: int,
+    *,
+    density: Literal["reference", "query"] | str = "reference",
+    params: LandmarkParams | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The single spectral peaks the landmarks are paired from: ``(frames, band bins)``, both (p,) int32.
+
+    Frames at :data:`FRAMES_PER_S`, bins band-relative (0..:data:`N_BAND_BINS` - 1), sorted by
+    frame then bin.  The offset verification (:mod:`engine.fingerprint.peaks`, Wang 2003) compares
+    them after the hashes have named a candidate.  Raises ValueError for an unknown ``density``.
+    """
+    p = _density(density, params)
+    x = to_8k(audio, sr)
+    if x.size == 0:
+        e = np.zeros(0, np.int32)
+        return e, e
+    return find_peaks(log_spectrogram(x), p)
+
+
+class Fingerprint(NamedTuple):
+    """What one extraction gives: the landmarks and the single peaks they were paired from.
+
+    ``hashes`` (n,) uint32 < 2**21 and ``times`` (n,) int32 anchor frames: the landmarks;
+    ``peak_t`` (p,) int32 frames at :data:`FRAMES_PER_S` and ``peak_f`` (p,) int32
+    band-relative bins (0..:data:`N_BAND_BINS` - 1): every peak kept, sorted by frame then bin.
+    """
+
+    hashes: np.ndarray
+    times: np.ndarray
+    peak_t: np.ndarray
+    peak_f: np.ndarray
+
+
+def extract_fingerprint(
+    audio: np.ndarray,
+    sr: int,
+    *,
+    density: Literal["reference", "query"] | str = "reference",
+    params: LandmarkParams | None = None,
+) -> Fingerprint:
+    """Landmarks *and* their peaks of mono float audio at ``sr`` Hz, from one spectrogram.
+
+    The build stores both; a query's peaks verify the candidates its hashes named
+    (:mod:`engine.fingerprint.peaks`).  Raises ValueError for an unknown ``density``.
+    """
+    p = _density(density, params)
+    t, f = extract_peaks(audio, sr, params=p)
+    h, ht = pair_peaks(t, f, p.fan_out)
+    return Fingerprint(h, ht, t, f)
+
+
 def extract_landmarks(
     audio: np.ndarray,
     sr: int,
@@ -194,16 +258,8 @@ def extract_landmarks(
 
     ``density="reference"`` for indexing, ``"query"`` for recordings to identify
     (denser peaks and fan-out, see the module docstring).  ``params`` overrides
-    the density's parameters (for experiments).
+    the density's parameters (for experiments).  Raises ValueError for an unknown ``density``.
     """
-    if params is None:
-        try:
-            params = DENSITIES[density]
-        except KeyError:
-            raise ValueError(f"density must be 'reference' or 'query', not {density!r}") from None
-    x = to_8k(audio, sr)
-    if x.size == 0:
-        return np.zeros(0, np.uint32), np.zeros(0, np.int32)
-    spec = log_spectrogram(x)
-    t, f = find_peaks(spec, params)
-    return pair_peaks(t, f, params.fan_out)
+    p = _density(density, params)
+    t, f = extract_peaks(audio, sr, params=p)
+    return pair_peaks(t, f, p.fan_out)

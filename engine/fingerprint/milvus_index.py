@@ -97,6 +97,9 @@ class MilvusFingerprintIndex:
     ``StoreUnavailableError`` as every store call does (:func:`engine.store.milvus_call`).
     """
 
+    #: The single peaks of the offset verification are not kept here (not done: a peaks field per window).
+    stores_peaks = False
+
     def __init__(self, store: VectorStore, *, prefix: str = "synesthete", read_only: bool = False,
                  reset_if_stale: bool = False) -> None:
         self._store = store
@@ -200,8 +203,13 @@ class MilvusFingerprintIndex:
             raise StoreError("landmark index was opened read-only")
 
     @milvus_call
-    def add_landmarks(self, track_key: int, hashes: np.ndarray, times: np.ndarray, seconds: float) -> int:
-        """Replace a track's windows.  Delete then insert: a reader may briefly see neither, never a mix."""
+    def add_landmarks(self, track_key: int, hashes: np.ndarray, times: np.ndarray, seconds: float,
+                      peaks: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+        """Replace a track's windows.  Delete then insert: a reader may briefly see neither, never a mix.
+
+        ``peaks`` (the single peaks of the offset verification) are not stored by this backend
+        (:attr:`stores_peaks`): its candidates stay unverified.
+        """
         self._check_writable()
         rows = window_rows(int(track_key), hashes, times)
         with self._lock:
@@ -236,6 +244,10 @@ class MilvusFingerprintIndex:
 
     def track_keys(self) -> set[int]:
         return set(self._store.all_track_keys(self.name))
+
+    def has_peaks(self) -> bool:
+        """No: the windows hold landmarks only, so the offset verification cannot run (identification decides without it)."""
+        return False
 
     def stats(self) -> dict[str, int]:
         keys = self.track_keys()

@@ -61,7 +61,7 @@ def _open_fingerprints(settings, sigs: list[str]):
     fp_path = (settings.data_dir / "feature_cache" / "fingerprint"
                / f"v{LANDMARK_VERSION}-{short_sha(','.join(sigs))}.sqlite")
     fp_path.parent.mkdir(parents=True, exist_ok=True)
-    fp_index = FingerprintIndex(fp_path)
+    fp_index = FingerprintIndex(fp_path, verify=settings.identify_verification)  # the service's rule, as configured
     return fp_index, fp_index.track_keys()
 
 
