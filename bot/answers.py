@@ -78,7 +78,8 @@ class Answer:
                 "results": [{**r.to_dict(), "rank": self.offset + i + 1} for i, r in enumerate(self.results)],
                 "user_id": self.user_id, "guild_id": self.guild_id, "channel_id": self.channel_id,
                 "kind": self.kind, "offset": self.offset, "pool": [r.to_dict() for r in self.pool],
-                "filters": dataclasses.asdict(self.filters) if self.filters is not None else None}
+                "filters": dataclasses.asdict(self.filters) if self.filters is not None else None,
+                "might_be": self.might_be.to_dict() if self.might_be is not None else None}
 
     @classmethod
     def from_record(cls, row: dict[str, Any]) -> Answer:
@@ -102,4 +103,5 @@ class Answer:
             results=results, offset=offset, pool=[ScoredTrack.from_dict(d) for d in row.get("pool") or ()],
             user_id=row.get("user_id"), guild_id=row.get("guild_id"), channel_id=row.get("channel_id"),
             kind=kind, filters=TrackFilter(**{**filters, "genres": tuple(filters.get("genres", ()))})
-            if filters else None, created_at=float(row["created_at"]), pool_kept=row.get("pool") is not None)
+            if filters else None, created_at=float(row["created_at"]), pool_kept=row.get("pool") is not None,
+            might_be=Track.from_dict(row["might_be"]) if row.get("might_be") else None)

@@ -8,8 +8,9 @@ replaces the first).
 The same row is what a button pressed after a restart rebuilds its answer from
 (:meth:`FeedbackStore.get_answer`), so it also keeps what paging needs: the kind
 of answer, its offset in the ranking, the further results already fetched (the
-pool) and the filters.  Files written by older versions are upgraded in place
-when opened (``PRAGMA user_version``, :data:`_MIGRATIONS`).
+pool), the filters and the hedged guess ("It might be ...").  Files written by
+older versions are upgraded in place when opened (``PRAGMA user_version``,
+:data:`_MIGRATIONS`).
 
 Export: ``synesthete-bot export-feedback out.csv`` (or ``.json``).
 """
@@ -59,10 +60,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
      "ALTER TABLE answers ADD COLUMN page_offset INTEGER",  # rank of the first result shown, minus one
      "ALTER TABLE answers ADD COLUMN pool TEXT",  # JSON: further results already fetched, in order
      "ALTER TABLE answers ADD COLUMN filters TEXT"),  # JSON: engine.filters.TrackFilter fields, or NULL
+    # 2: the hedged guess of an unrecognised recording ("It might be ..."), so its pages say it after a restart
+    ("ALTER TABLE answers ADD COLUMN might_be TEXT",),  # JSON: engine.catalogue.Track fields, or NULL
 )
 
 _ANSWER_COLUMNS = ("answer_id", "created_at", "flow", "query", "model_id", "identified", "seed", "results",
-                   "user_id", "guild_id", "channel_id", "kind", "page_offset", "pool", "filters")
+                   "user_id", "guild_id", "channel_id", "kind", "page_offset", "pool", "filters", "might_be")
 
 EXPORT_FIELDS = ("answer_id", "answered_at", "voted_at", "vote", "voter_id", "flow", "query", "model_id",
                  "identified_id", "identified_title", "seed_id", "result_ids", "result_titles", "similarities",
@@ -106,23 +109,24 @@ class FeedbackStore:
                       identified: dict | None, seed: dict | None, results: list[dict],
                       user_id: int | None, guild_id: int | None, channel_id: int | None,
                       kind: str | None = None, offset: int = 0, pool: list[dict] | None = None,
-                      filters: dict | None = None) -> None:
+                      filters: dict | None = None, might_be: dict | None = None) -> None:
         row = (answer_id, time.time(), flow, query, model_id, _json(identified), _json(seed), _json(results),
-               user_id, guild_id, channel_id, kind, offset, _json(pool if pool is not None else []), _json(filters))
+               user_id, guild_id, channel_id, kind, offset, _json(pool if pool is not None else []), _json(filters),
+               _json(might_be))
         with self._lock, self._conn:
             self._conn.execute(f"INSERT OR REPLACE INTO answers ({', '.join(_ANSWER_COLUMNS)}) "
                                f"VALUES ({', '.join('?' * len(_ANSWER_COLUMNS))})", row)
 
     def get_answer(self, answer_id: str) -> dict[str, Any] | None:
-        """One stored answer, JSON fields decoded (``offset``, ``kind``, ``pool``, ``filters`` are
-        None in rows stored before they were kept), or None when there is no such answer."""
+        """One stored answer, JSON fields decoded (``offset``, ``kind``, ``pool``, ``filters``, ``might_be``
+        are None in rows stored before they were kept), or None when there is no such answer."""
         with self._lock:
             r = self._conn.execute(f"SELECT {', '.join(_ANSWER_COLUMNS)} FROM answers WHERE answer_id = ?",
                                    (answer_id,)).fetchone()
         if r is None:
             return None
         row = dict(zip(_ANSWER_COLUMNS, r, strict=True))
-        for key in ("identified", "seed", "results", "pool", "filters"):
+        for key in ("identified", "seed", "results", "pool", "filters", "might_be"):
             row[key] = json.loads(row[key]) if row[key] else None
         row["results"] = row["results"] or []
         row["offset"] = row.pop("page_offset")

@@ -179,7 +179,7 @@ async def test_an_answer_stored_before_the_pool_was_kept(make_bot, tmp_path, edg
                     '"similarity": 0.9, "rank": 1}]', 1, 2, 3))
     db.close()
     bot = await make_bot()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
     old = {"id": "1", "embeds": [{"title": "🎧 Songs that sound like your clip", "footer": {"text": "ref 0a1b2c3d"}}],
            "components": [{"type": 1, "components": [
                {"type": 2, "style": 1, "label": "More like this", "custom_id": "syn:more:0a1b2c3d"},
@@ -241,3 +241,29 @@ async def test_a_filtered_answer_read_back_pages_within_its_filters(make_bot):
     await inter.sent[0].view.more.callback(more)
     assert bot.service.calls[-1] == ("similar_to", posted.seed.track_id, 5, 5, posted.filters)
     assert more.embeds and "(more, 6–10)" in more.embeds[0].title
+
+
+def test_the_hedged_guess_of_an_unrecognised_recording_survives_a_restart(tmp_path):
+    """"It might be X" is stored with the answer, so a page rebuilt after a restart still says it;
+    a row stored before it was kept has none."""
+    from bot.answers import Answer
+    from bot.embeds import answer_embed
+    from bot.feedback import FeedbackStore
+    from engine.catalogue import Track
+    from engine.service import ScoredTrack
+
+    guess = Track(track_id="AAAAAAAAAAAAAAAAAAAAA7", name="Song number 7", artist="Artist 7")
+    shown = [ScoredTrack(Track(track_id=f"AAAAAAAAAAAAAAAAAAAAB{i}", name=f"Other {i}", artist=f"A{i}"), 0.9 - i / 100)
+             for i in range(5)]
+    answer = Answer("r1", "voice", "voice message (9 s)", "m", None, None, shown, might_be=guess)
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+    store.record_answer(**answer.record())
+    store.close()
+    reopened = FeedbackStore(tmp_path / "feedback.sqlite")  # the next process
+    rebuilt = Answer.from_record(reopened.get_answer("r1"))
+    assert rebuilt.might_be == guess
+    assert "It might be **Artist 7 – Song number 7**" in answer_embed(rebuilt).description
+    row = {k: v for k, v in answer.record().items() if k != "might_be"}
+    reopened.record_answer(**{**row, "answer_id": "r0"})  # as a row of the previous version
+    assert Answer.from_record(reopened.get_answer("r0")).might_be is None
+    reopened.close()
