@@ -254,6 +254,9 @@ class _Stereo:
         self.chunks: list[np.ndarray] = []
         self.n = 0
         self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=sample_rate)
+        #: the input format the resampler was set up for (PyAV passes frames already in the
+        #: output format straight through and then checks nothing, so the change is caught here)
+        self._input: tuple[str, str, int] | None = None
 
     def _keep(self, frames) -> None:
         for out in frames:
@@ -261,12 +264,12 @@ class _Stereo:
             self.n += self.chunks[-1].shape[1]
 
     def add(self, frame) -> None:
-        try:
-            self._keep(self._resampler.resample(frame))
-        except ValueError:  # the input's format changed: flush the old setup, start a new one
+        fmt = (frame.format.name, frame.layout.name, int(frame.sample_rate))
+        if self._input is not None and fmt != self._input:  # flush the old setup, start a new one
             self.flush()
             self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=self.sample_rate)
-            self._keep(self._resampler.resample(frame))
+        self._input = fmt
+        self._keep(self._resampler.resample(frame))
 
     def flush(self) -> None:
         self._keep(self._resampler.resample(None))

@@ -23,6 +23,8 @@ def limit_blas_threads(n: int = 1) -> None:
 
     Best effort: without threadpoolctl, or when no BLAS library reports itself, nothing changes.
     """
+    import numpy  # noqa: F401 - load every BLAS this process will use (NumPy's and SciPy's own
+    import scipy.linalg  # noqa: F401 - OpenBLAS builds), so the limit reaches all of them
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - a scikit-learn dependency, always installed with it

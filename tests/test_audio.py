@@ -256,6 +256,16 @@ def test_a_stream_whose_rate_changes_midway_is_decoded_whole(tmp_path: Path) -> 
     assert 11.0 < out.duration_s < 12.5
 
 
+def test_a_format_change_after_frames_that_needed_no_resampling_is_caught(tmp_path: Path) -> None:
+    """Stereo mp3 at 16 kHz decodes to exactly the output format (PyAV then passes frames through
+    unchecked); a mono 22.05-kHz part joined after it must still be resampled, not reshaped."""
+    a = audiogen.encode(audiogen.synthetic_track(8, 6.0, sr=16000), tmp_path / "a.mp3", sr=16000,
+                        codec_args=["-ac", "2"])
+    b = audiogen.encode(audiogen.synthetic_track(9, 6.0, sr=22050), tmp_path / "b.mp3", sr=22050)
+    out = decode(a.read_bytes() + b.read_bytes(), 16000)
+    assert 11.0 < out.duration_s < 12.5
+
+
 def test_a_damaged_stream_keeps_its_good_part_and_a_hopeless_one_is_corrupt(tmp_path: Path, music: np.ndarray) -> None:
     """Bytes overwritten in the middle of an mp3: the undecodable packets are skipped, as the ffmpeg
     command line skips them; a file that is an mp3 header and then noise is damaged, not 'not audio'."""

@@ -482,7 +482,7 @@ class FingerprintIndex:
         row = self._conn().execute("SELECT peaks FROM peaks WHERE track_key=?", (int(track_key),)).fetchone()
         try:
             return unpack_peaks(row[0]) if row is not None else None
-        except zlib.error as exc:
+        except (zlib.error, ValueError) as exc:
             raise StoreError(f"the peaks of track {track_key} are damaged: {exc}") from exc
 
     def verify(self, matches: list[FingerprintMatch], peak_t: np.ndarray, peak_f: np.ndarray) -> list[FingerprintMatch]:
