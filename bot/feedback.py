@@ -68,8 +68,8 @@ _ANSWER_COLUMNS = ("answer_id", "created_at", "flow", "query", "model_id", "iden
                    "user_id", "guild_id", "channel_id", "kind", "page_offset", "pool", "filters", "might_be")
 
 EXPORT_FIELDS = ("answer_id", "answered_at", "voted_at", "vote", "voter_id", "flow", "query", "model_id",
-                 "identified_id", "identified_title", "seed_id", "result_ids", "result_titles", "similarities",
-                 "guild_id", "channel_id")
+                 "identified_id", "identified_title", "might_be_id", "might_be_title", "seed_id", "result_ids",
+                 "result_titles", "similarities", "guild_id", "channel_id")
 
 
 class FeedbackStore:
@@ -154,17 +154,19 @@ class FeedbackStore:
         with self._lock:
             cur = self._conn.execute(
                 f"SELECT a.answer_id, a.created_at, f.created_at, f.vote, f.user_id, a.flow, a.query, a.model_id, "
-                f"a.identified, a.seed, a.results, a.guild_id, a.channel_id "
+                f"a.identified, a.seed, a.results, a.guild_id, a.channel_id, a.might_be "
                 f"FROM answers a {join} feedback f ON f.answer_id = a.answer_id ORDER BY a.created_at, f.created_at")
             data = cur.fetchall()
-        for (aid, at, vt, vote, voter, flow, query, model, ident, seed, results, gid, cid) in data:
+        for (aid, at, vt, vote, voter, flow, query, model, ident, seed, results, gid, cid, guess) in data:
             ident_d = json.loads(ident) if ident else {}
+            guess_d = json.loads(guess) if guess else {}  # "It might be ...": what a vote may be about
             seed_d = json.loads(seed) if seed else {}
             res = json.loads(results)
             yield {
                 "answer_id": aid, "answered_at": _iso(at), "voted_at": _iso(vt) if vt else "", "vote": vote or 0,
                 "voter_id": voter or "", "flow": flow, "query": query, "model_id": model,
                 "identified_id": ident_d.get("track_id", ""), "identified_title": _title(ident_d),
+                "might_be_id": guess_d.get("track_id", ""), "might_be_title": _title(guess_d),
                 "seed_id": seed_d.get("track_id", ""),
                 "result_ids": [r.get("track_id", "") for r in res],
                 "result_titles": [_title(r) for r in res],

@@ -263,6 +263,8 @@ def test_the_hedged_guess_of_an_unrecognised_recording_survives_a_restart(tmp_pa
     rebuilt = Answer.from_record(reopened.get_answer("r1"))
     assert rebuilt.might_be == guess
     assert "It might be **Artist 7 – Song number 7**" in answer_embed(rebuilt).description
+    ((exported,),) = [list(reopened.rows(include_unvoted=True))]  # the export says what a vote may be about
+    assert exported["might_be_id"] == guess.track_id and exported["might_be_title"] == "Artist 7 – Song number 7"
     row = {k: v for k, v in answer.record().items() if k != "might_be"}
     reopened.record_answer(**{**row, "answer_id": "r0"})  # as a row of the previous version
     assert Answer.from_record(reopened.get_answer("r0")).might_be is None
