@@ -413,12 +413,15 @@ class SynestheteService:
         if not getattr(fp, "stores_peaks", False):
             return "off: this landmark backend keeps no peaks (identification decides without the verification)"
         try:
-            on = fp.has_peaks()
+            missing, total = len(fp.keys_without_peaks()), len(fp.track_keys())
         except Exception as exc:  # noqa: BLE001 - about must answer; the detail goes to the log
             log.warning("cannot read the landmark index's peaks: %s", exc)
             return "unknown: the landmark index could not be read"
-        if on:
+        if missing == 0:
             return "on: the best candidate is also named when its single peaks line up beyond a 1-in-10^10 chance"
+        if missing < total:  # a build adding them was interrupted: the tracks with peaks are verified
+            return (f"partly on: {total - missing} of {total} tracks have their peaks; "
+                    "run `synesthete-index build` to add the rest")
         return "off: the landmark index was built before it kept peaks; run `synesthete-index build` to add them"
 
     def about(self) -> dict[str, Any]:
