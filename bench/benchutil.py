@@ -91,3 +91,63 @@ def corpus_labels(corpus) -> dict[str, dict]:
             if r.get("genre"):
                 d["genres"].add(r["genre"])
     return rows
+
+
+def catalogue_tracks(db, n_tracks: int = 0) -> list[tuple[int, str]]:
+    """``(track_key, audio_path)`` of a built index's tracks with audio over 50 s, by key; the first ``n_tracks``
+    (0: all).  ``db``: a sqlite3 connection to the index's ``catalogue.sqlite``.  The identification benches
+    excerpt 10 s from 30 s in, which a track this long holds."""
+    rows = db.execute("SELECT track_key, audio_path FROM tracks WHERE audio_path IS NOT NULL AND duration_ms > 50000 "
+                      "ORDER BY track_key").fetchall()
+    return rows[:n_tracks] if n_tracks else rows
+
+
+class PerTrack:
+    """One array per catalogue track, computed once from its audio decoded as the build decodes it.
+
+    ``compute(samples, sr)`` makes the array (reference peaks, chroma, ...); ``db`` is the index's
+    catalogue connection, ``settings`` give the catalogue decode limits.
+    """
+
+    def __init__(self, db, settings, sr: int, compute) -> None:
+        from engine.audio import limits_from_settings
+
+        self.db, self.sr, self.compute = db, sr, compute
+        self.limits = limits_from_settings(settings, for_catalogue=True)
+        self.cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, key: int) -> np.ndarray:
+        if key not in self.cache:
+            from engine.audio import decode
+
+            (path,) = self.db.execute("SELECT audio_path FROM tracks WHERE track_key=?", (key,)).fetchone()
+            self.cache[key] = self.compute(decode(path, self.sr, self.limits).samples, self.sr)
+        return self.cache[key]
+
+
+def corpus_main(doc: str, run_corpus, header: dict | None = None) -> int:
+    """The command line of a bench run per built index: ``--data-dir`` (repeatable), ``--tracks``, ``--seed``,
+    ``--json``; prints one summary line per corpus and kind of ``run_corpus(data_dir, tracks, seed)``'s
+    ``{"kinds": {kind: summary}}`` and writes everything to ``--json`` after each corpus."""
+    import argparse
+    import json
+    import logging
+    import time
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, action="append", required=True)
+    ap.add_argument("--tracks", type=int, default=0, help="first N tracks of each corpus (0: all)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **(header or {}), "corpora": []}
+    for d in args.data_dir:
+        res = run_corpus(d, args.tracks, args.seed)
+        out["corpora"].append(res)
+        for kind, s in res["kinds"].items():
+            print(d.name, kind, json.dumps(s), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=1))
+    return 0

@@ -22,8 +22,6 @@ not a product rule.  Nothing it writes belongs in the repository.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sqlite3
 import sys
@@ -35,9 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchutil import PerTrack, catalogue_tracks, corpus_main  # noqa: E402
 from identify_says import excerpt  # noqa: E402
 
-from engine.audio import DecodedAudio, decode, from_samples, limits_from_settings  # noqa: E402
+from engine.audio import DecodedAudio, from_samples  # noqa: E402
 from engine.identify import decide, evidence  # noqa: E402
 from engine.service import SynestheteService  # noqa: E402
 from engine.settings import Settings  # noqa: E402
@@ -55,21 +54,6 @@ def chroma(samples: np.ndarray, sr: int) -> np.ndarray:
 
     c = librosa.feature.chroma_stft(y=samples.astype(np.float32), sr=sr, n_fft=4096, hop_length=int(HOP_S * sr)).T
     return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-9)
-
-
-class ReferenceChroma:
-    """Each catalogue track's chroma, computed once from its audio (decoded as the build does)."""
-
-    def __init__(self, db: sqlite3.Connection, settings: Settings, sr: int) -> None:
-        self.db, self.sr = db, sr
-        self.limits = limits_from_settings(settings, for_catalogue=True)
-        self.cache: dict[int, np.ndarray] = {}
-
-    def __call__(self, key: int) -> np.ndarray:
-        if key not in self.cache:
-            (path,) = self.db.execute("SELECT audio_path FROM tracks WHERE track_key=?", (key,)).fetchone()
-            self.cache[key] = chroma(decode(path, self.sr, self.limits).samples, self.sr)
-        return self.cache[key]
 
 
 def aligned(q: np.ndarray, ref: np.ndarray, start: int) -> float:
@@ -95,7 +79,7 @@ def chroma_z(q: np.ndarray, ref: np.ndarray, offset_s: float, rng: np.random.Gen
     return float((here - null.mean()) / max(null.std(), 1e-6)) if null.size >= 10 else 0.0
 
 
-def measure_one(svc: SynestheteService, d: DecodedAudio, key: int, settings: Settings, ref: ReferenceChroma,
+def measure_one(svc: SynestheteService, d: DecodedAudio, key: int, settings: Settings, ref: PerTrack,
                 rng: np.random.Generator) -> dict:
     """The calibrated rule's answer (known / unknown) and the chroma z of the best candidate in each case."""
     cal, thr = svc.calibration.calibration, settings.identify_threshold
@@ -138,10 +122,8 @@ def run_corpus(data_dir: Path, n_tracks: int, seed: int) -> dict:
     svc = SynestheteService(settings, read_only=True)
     sr = svc.embedder.sample_rate
     db = sqlite3.connect(data_dir / "catalogue.sqlite")
-    keys = db.execute("SELECT track_key, audio_path FROM tracks WHERE audio_path IS NOT NULL AND duration_ms > 50000 "
-                      "ORDER BY track_key").fetchall()
-    keys = keys[:n_tracks] if n_tracks else keys
-    ref = ReferenceChroma(db, settings, sr)
+    keys = catalogue_tracks(db, n_tracks)
+    ref = PerTrack(db, settings, sr, chroma)
     rng, null_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     rows: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
@@ -157,25 +139,5 @@ def run_corpus(data_dir: Path, n_tracks: int, seed: int) -> dict:
             "rows": rows}
 
 
-def main() -> int:
-    """Run each ``--data-dir`` in turn; print one summary line per corpus and kind; write ``--json``."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, action="append", required=True)
-    ap.add_argument("--tracks", type=int, default=0, help="first N tracks of each corpus (0: all)")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "corpora": []}
-    for d in args.data_dir:
-        res = run_corpus(d, args.tracks, args.seed)
-        out["corpora"].append(res)
-        for kind, s in res["kinds"].items():
-            print(d.name, kind, json.dumps(s), flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(out, indent=1))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(corpus_main(__doc__, run_corpus))

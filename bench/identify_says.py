@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchutil import catalogue_tracks  # noqa: E402
 from engine.audio import from_samples  # noqa: E402
 from engine.identify import decide, evidence  # noqa: E402
 from engine.service import SynestheteService  # noqa: E402
@@ -61,8 +62,7 @@ def main() -> int:
     svc = SynestheteService(settings)
     sr = svc.embedder.sample_rate
     db = sqlite3.connect(args.data_dir / "catalogue.sqlite")
-    rows = db.execute("SELECT track_key, audio_path FROM tracks WHERE audio_path IS NOT NULL AND duration_ms > 50000 "
-                      "ORDER BY track_key").fetchall()[: args.tracks]
+    rows = catalogue_tracks(db)[: args.tracks]
     rng = np.random.default_rng(args.seed)
     thresholds = args.thresholds or [settings.identify_threshold]
     cal = svc.calibration.calibration

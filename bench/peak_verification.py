@@ -29,9 +29,7 @@ Nothing it writes belongs in the repository.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import logging
 import sqlite3
 import sys
@@ -43,31 +41,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchutil import PerTrack, catalogue_tracks, corpus_main  # noqa: E402
 from identify_says import excerpt  # noqa: E402
 
-from engine.audio import DecodedAudio, decode, from_samples, limits_from_settings  # noqa: E402
+from engine.audio import DecodedAudio, from_samples  # noqa: E402
 from engine.fingerprint.landmarks import extract_peaks  # noqa: E402
 from engine.fingerprint.peaks import peak_codes  # noqa: E402
 from engine.identify import VERIFIED_SURPRISE, Observations, decide, evidence, verification_surprise  # noqa: E402
 from engine.service import SynestheteService  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from index_builder.augment import phone_degrade  # noqa: E402
-
-
-class ReferencePeaks:
-    """Each catalogue track's reference peak codes, extracted once from its audio (decoded as the build does)."""
-
-    def __init__(self, db: sqlite3.Connection, settings: Settings, sr: int) -> None:
-        self.db, self.sr = db, sr
-        self.limits = limits_from_settings(settings, for_catalogue=True)
-        self.cache: dict[int, np.ndarray] = {}
-
-    def __call__(self, key: int) -> np.ndarray:
-        if key not in self.cache:
-            (path,) = self.db.execute("SELECT audio_path FROM tracks WHERE track_key=?", (key,)).fetchone()
-            samples = decode(path, self.sr, self.limits).samples
-            self.cache[key] = peak_codes(*extract_peaks(samples, self.sr, density="reference"))
-        return self.cache[key]
 
 
 def unverified(obs: Observations) -> Observations:
@@ -127,11 +110,9 @@ def run_corpus(data_dir: Path, n_tracks: int, seed: int) -> dict:
     svc = SynestheteService(settings, read_only=True)
     sr = svc.embedder.sample_rate
     db = sqlite3.connect(data_dir / "catalogue.sqlite")
-    keys = db.execute("SELECT track_key, audio_path FROM tracks WHERE audio_path IS NOT NULL AND duration_ms > 50000 "
-                      "ORDER BY track_key").fetchall()
-    keys = keys[:n_tracks] if n_tracks else keys
+    keys = catalogue_tracks(db, n_tracks)
     # the product's own verification (FingerprintIndex.verify), fed peaks extracted from the audio
-    svc.fingerprints.peak_codes = ReferencePeaks(db, settings, sr)
+    svc.fingerprints.peak_codes = PerTrack(db, settings, sr, reference_peaks)
     rng = np.random.default_rng(seed)
     rows: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
@@ -147,26 +128,10 @@ def run_corpus(data_dir: Path, n_tracks: int, seed: int) -> dict:
             "rows": rows}
 
 
-def main() -> int:
-    """Run each ``--data-dir`` in turn; print one summary line per corpus and kind; write ``--json``."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, action="append", required=True)
-    ap.add_argument("--tracks", type=int, default=0, help="first N tracks of each corpus (0: all)")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "verified_surprise": VERIFIED_SURPRISE,
-           "corpora": []}
-    for d in args.data_dir:
-        res = run_corpus(d, args.tracks, args.seed)
-        out["corpora"].append(res)
-        for kind, s in res["kinds"].items():
-            print(d.name, kind, json.dumps({k: v for k, v in s.items()}), flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(out, indent=1))
-    return 0
+def reference_peaks(samples: np.ndarray, sr: int) -> np.ndarray:
+    """A catalogue track's peak codes, as the build stores them."""
+    return peak_codes(*extract_peaks(samples, sr, density="reference"))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(corpus_main(__doc__, run_corpus, {"verified_surprise": VERIFIED_SURPRISE}))

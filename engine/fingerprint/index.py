@@ -17,8 +17,8 @@ Schema::
 ~2 bytes a peak), which the offset verification after the landmark stage reads for the
 few candidates of a query (one primary-key read each).  An index built before it has no
 such rows: its candidates stay unverified, so identification decides as before without the
-verification (``engine.identify.verified_rule``), :meth:`FingerprintIndex.has_peaks` says so
-for ``about``, and with the verification on (``Settings.identify_verification``)
+verification (``engine.identify.verified_rule``), :meth:`FingerprintIndex.keys_without_peaks`
+says which for ``about``, and with the verification on (``Settings.identify_verification``)
 ``synesthete-index build`` indexes those tracks again.
 
 ``fp`` is clustered on ``hash`` so one lookup reads one contiguous run of rows.
@@ -240,8 +240,6 @@ class FingerprintIndex:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
-        #: (generation, every track has peaks), see :meth:`has_peaks`
-        self._has_peaks: tuple[int, bool] | None = None
         if read_only:
             if not self.path.is_file():
                 raise StoreError(f"fingerprint index {self.path} does not exist")
@@ -467,13 +465,8 @@ class FingerprintIndex:
         return {int(r[0]) for r in rows}
 
     def has_peaks(self) -> bool:
-        """Whether every fingerprinted track can be verified (its peaks are stored); cached per generation."""
-        gen = self.generation()
-        cached = self._has_peaks
-        if cached is None or cached[0] != gen:
-            cached = (gen, not self.keys_without_peaks())
-            self._has_peaks = cached
-        return cached[1]
+        """Whether every fingerprinted track can be verified (its peaks are stored)."""
+        return not self.keys_without_peaks()
 
     def peak_codes(self, track_key: int) -> np.ndarray | None:
         """A track's sorted peak codes (:func:`engine.fingerprint.peaks.peak_codes`), None when not stored."""

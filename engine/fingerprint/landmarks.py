@@ -260,6 +260,5 @@ def extract_landmarks(
     (denser peaks and fan-out, see the module docstring).  ``params`` overrides
     the density's parameters (for experiments).  Raises ValueError for an unknown ``density``.
     """
-    p = _density(density, params)
-    t, f = extract_peaks(audio, sr, params=p)
-    return pair_peaks(t, f, p.fan_out)
+    fp = extract_fingerprint(audio, sr, density=density, params=params)
+    return fp.hashes, fp.times

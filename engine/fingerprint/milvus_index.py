@@ -245,10 +245,6 @@ class MilvusFingerprintIndex:
     def track_keys(self) -> set[int]:
         return set(self._store.all_track_keys(self.name))
 
-    def has_peaks(self) -> bool:
-        """No: the windows hold landmarks only, so the offset verification cannot run (identification decides without it)."""
-        return False
-
     def stats(self) -> dict[str, int]:
         keys = self.track_keys()
         return {"n_tracks": len(keys), "n_windows": self._count(), "n_hashes": 0, "seconds": 0, "file_bytes": 0}
