@@ -44,7 +44,8 @@ from benchutil import pct  # noqa: E402
 
 from engine.audio import decode, limits_from_settings  # noqa: E402
 from engine.fingerprint.index import SNAPSHOT_DTYPE, FingerprintIndex, score_candidates  # noqa: E402
-from engine.fingerprint.landmarks import FRAMES_PER_S, extract_landmarks  # noqa: E402
+from engine.fingerprint.landmarks import FRAMES_PER_S, extract_fingerprint  # noqa: E402
+from engine.fingerprint.peaks import BIN_SPAN  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
 CONFIDENT = 0.5
@@ -161,7 +162,7 @@ def _queries(args: argparse.Namespace, keys: np.ndarray) -> tuple[list, dict]:
     """``(qh, qt, truth)`` per query and the snapshot-key -> truth map, from queries.csv or generated."""
     if args.data_dir is not None:
         notes = generated_queries(args.data_dir, args.n)
-        return ([(*extract_landmarks(x, 16000, density="query"), key) for x, key in notes],
+        return ([(extract_fingerprint(x, 16000, density="query"), key) for x, key in notes],
                 {int(k): int(k) for k in keys})
     # The snapshot stores track keys: bench/fingerprint_eval.py numbers the sorted catalogue files.
     cat_files = sorted(p for p in (args.queries.parent / "catalogue").glob("*.mp3") if "." not in p.stem)
@@ -169,8 +170,30 @@ def _queries(args: argparse.Namespace, keys: np.ndarray) -> tuple[list, dict]:
     queries = []
     for path, tid in phone_queries(args.queries, args.n):
         a = decode(path, 16000, limits)
-        queries.append((*extract_landmarks(a.samples, 16000, density="query"), tid))
+        queries.append((extract_fingerprint(a.samples, 16000, density="query"), tid))
     return queries, {i: p.stem for i, p in enumerate(cat_files)}
+
+
+class GrownPeaks:
+    """``peak_codes`` of the grown index: a real track's stored peaks, or a decoy's (key ``-i``).
+
+    Stage 2 scores the shortlist with pairs derived from each track's peaks.  A copy decoy of real
+    track ``i % n`` has that track's peaks at random frames (its seed: the decoy's key), as its
+    landmark rows have random times: the same frequencies, never the song's time structure.
+    """
+
+    def __init__(self, real: FingerprintIndex, keys: np.ndarray) -> None:
+        self.real, self.keys = real, keys
+
+    def __call__(self, key: int) -> np.ndarray | None:
+        if key >= 0:
+            return self.real.peak_codes(key)
+        codes = self.real.peak_codes(int(self.keys[(-key) % len(self.keys)]))
+        if codes is None or codes.size == 0:
+            return codes
+        t, f = np.divmod(codes, BIN_SPAN)
+        t = np.random.default_rng(-key).integers(0, int(t.max()) + 1, t.size)
+        return np.unique(t * BIN_SPAN + f)
 
 
 def _time_queries(fp: FingerprintIndex, arr: np.ndarray, all_keys: np.ndarray, queries: list,
@@ -178,13 +201,14 @@ def _time_queries(fp: FingerprintIndex, arr: np.ndarray, all_keys: np.ndarray, q
     """Per query: stage-1 lookup and scoring ms, rows, and the two-stage lookup's ms and answer."""
     m: dict[str, list] = {k: [] for k in ("lookup", "score", "rows", "top1", "conf", "two_ms", "two_top1",
                                            "two_conf")}
-    for qh, qt, tid in queries:
+    for qfp, tid in queries:
+        qh, qt = qfp.hashes, qfp.times
         t1 = time.perf_counter()
         rh, rtr, rt = fp._lookup_snapshot(qh, arr, all_keys)
         t2 = time.perf_counter()
         matches = score_candidates(qh, qt, rh, rtr, rt, 5)
         t3 = time.perf_counter()
-        two = fp._match_snapshot(qh, qt, arr, all_keys, 5)
+        two = fp._match_snapshot(qfp, arr, all_keys, 5)
         t4 = time.perf_counter()
         m["lookup"].append((t2 - t1) * 1e3)
         m["score"].append((t3 - t2) * 1e3)
@@ -236,13 +260,15 @@ def main(argv: list[str] | None = None) -> int:
         path = args.work / f"grown_x{k}.npy"
         arr = grow(base, len(keys), k, path, decoys=args.decoys)
         grow_s = time.perf_counter() - t0
-        all_keys = np.arange(len(keys) * k, dtype=np.int64)  # index -> key; real keys for copy 0 below
+        all_keys = -np.arange(len(keys) * k, dtype=np.int64)  # index -> key: decoys negative, real keys for copy 0
         all_keys[: len(keys)] = keys
         for budget in args.budgets:
-            fp = FingerprintIndex.__new__(FingerprintIndex)  # only the lookup is used: no SQLite
-            fp.max_candidates = budget
+            # the real index (its peaks score the shortlist); the grown snapshot is handed to the lookup
+            fp = FingerprintIndex(str(args.snapshot).removesuffix(".snapshot.npy"), read_only=True,
+                                  max_candidates=budget)
+            fp.peak_codes = GrownPeaks(fp, keys)  # type: ignore[method-assign]
             # warm the page cache the way a long-running process would be warm
-            _ = [fp._lookup_snapshot(q[0], arr, all_keys) for q in queries[:3]]
+            _ = [fp._lookup_snapshot(q[0].hashes, arr, all_keys) for q in queries[:3]]
             m = _time_queries(fp, arr, all_keys, queries, key_of)
             lookup_ms, score_ms, rows, top1, conf = m["lookup"], m["score"], m["rows"], m["top1"], m["conf"]
             run = {"factor": k, "decoys": args.decoys, "budget": budget, "rows": int(arr.size), "hours": round(hours * k, 1),
@@ -258,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                    "two_stage_confident_correct": round(float(np.mean(m["two_conf"])), 3)}
             report["runs"].append(run)
             print(json.dumps(run), flush=True)
+            fp.close()
         del arr
         if k != 1:
             path.unlink()

@@ -403,6 +403,24 @@ class SynestheteService:
         """Catalogue tracks by name (title and artist), prefix + typo-tolerant, <= 25."""
         return self.catalogue.search(text, limit=min(25, max(1, limit)))
 
+    def _landmarks_about(self) -> str:
+        """How the landmark stage finds its answer, and which tracks it cannot name (their peaks are missing)."""
+        fp = self.fingerprints
+        if fp is None:
+            return "none: no landmark index"
+        if not getattr(fp, "stores_peaks", False):
+            return "pair landmarks in Milvus windows (docs/identification.md)"
+        try:
+            missing, total = len(fp.keys_without_peaks()), len(fp.track_keys())
+        except Exception as exc:  # noqa: BLE001 - about must answer; the detail goes to the log
+            log.warning("cannot read the landmark index's peaks: %s", exc)
+            return "unknown: the landmark index could not be read"
+        said = "triplets shortlist 8 tracks, their pairs (from the stored peaks) score them"
+        if missing:
+            return (f"{said}; {missing} of {total} tracks have no stored peaks and cannot be named: "
+                    "run `synesthete-index build`")
+        return said
+
     def _verification_about(self) -> str:
         """Whether identification can verify its landmark candidates (``engine.identify.verified_rule``), and if not why."""
         fp = self.fingerprints
@@ -420,9 +438,10 @@ class SynestheteService:
         if missing == 0:
             return "on: the best candidate is also named when its single peaks line up beyond a 1-in-10^10 chance"
         if missing < total:  # a build adding them was interrupted: the tracks with peaks are verified
-            return (f"partly on: {total - missing} of {total} tracks have their peaks; "
-                    "run `synesthete-index build` to add the rest")
-        return "off: the landmark index was built before it kept peaks; run `synesthete-index build` to add them"
+            return (f"partly on: {total - missing} of {total} tracks have their peaks (the others cannot be "
+                    "named); run `synesthete-index build` to add the rest")
+        return ("off: the landmark index keeps no peaks, so no song can be named; "
+                "run `synesthete-index build` to add them")
 
     def about(self) -> dict[str, Any]:
         """Catalogue size, model ids, calibration, build date; remembered for ``about`` without the engine.
@@ -437,6 +456,7 @@ class SynestheteService:
             "backbone": self.embedder.backbone.name,
             "head_trained": self.embedder.head.trained,
             "identification": {**self.current_calibration().about(),
+                               "landmarks": self._landmarks_about(),
                                "offset_verification": self._verification_about()},
             "similarity": {**similarity_about(self.similarity),
                            **({"hubness": "mutual proximity (Schnitzer et al. 2012): re-ranks the cosine candidates"}

@@ -148,8 +148,8 @@ class Settings:
     #: vectors in the Milvus database, spreads over a cluster; needs Milvus 2.4+ or milvus-lite).
     fingerprint_backend: FingerprintBackend = "sqlite"
     #: Most fingerprint rows a query's first stage scores (0 = no limit).  Posting lists grow
-    #: with the catalogue; past this budget the rarest hashes are scored first and the best
-    #: tracks then verified with every hash (engine.fingerprint.index, docs/identification.md).
+    #: with the catalogue; past this budget the rarest triplet hashes are scored first; the
+    #: shortlist is then scored with its tracks' pairs (engine.fingerprint.index, docs/identification.md).
     fingerprint_max_candidates: int = 250_000
     #: Speed changes (%, faster or slower: radio, DJ sets, turntables) the landmarks try to
     #: undo when a recording at its own speed is not recognised; 0 = off (engine.fingerprint.speed).

@@ -407,9 +407,8 @@ class _Build:
             cat.unmark_indexed(list(state))
             state = {}
         described = self.descriptors.keys(backbone_key(self.model_id))
-        # with the offset verification on, tracks fingerprinted before peaks were stored are done again
-        unverifiable = (self.fp.keys_without_peaks()
-                        if self.settings.identify_verification and getattr(self.fp, "stores_peaks", False) else set())
+        # a track whose peaks are not stored cannot be scored (its pairs are derived from them): done again
+        unverifiable = self.fp.keys_without_peaks() if getattr(self.fp, "stores_peaks", False) else set()
         untrusted = [k for k in state if k not in milvus_keys or k not in fp_keys or k not in described
                      or k in unverifiable]
         if untrusted:

@@ -20,7 +20,7 @@ from scipy.signal import resample_poly
 
 from engine.errors import StoreError
 from engine.fingerprint.index import FingerprintIndex, confidence
-from engine.fingerprint.landmarks import FRAMES_PER_S, extract_landmarks
+from engine.fingerprint.landmarks import FRAMES_PER_S, extract_fingerprint, extract_landmarks
 from tests.audiogen import phone_degrade, synthetic_track
 
 SR = 16000
@@ -106,6 +106,24 @@ def test_landmarks_shape_and_density(tracks: dict[int, np.ndarray]) -> None:
     assert common > 0.8 * h.size
     with pytest.raises(ValueError):
         extract_landmarks(x, SR, density="dense")
+
+
+def test_triplet_keys_are_32_bit_and_a_query_finds_them_despite_a_shifted_peak(tracks: dict[int, np.ndarray]) -> None:
+    """The index's keys are triplets; the query side's +-1-frame variants find a triplet one of whose peaks moved."""
+    from engine.fingerprint.landmarks import QUERY, REFERENCE, extract_peaks, triplet_hashes
+
+    fp = extract_fingerprint(tracks[100], SR)
+    assert fp.hashes.dtype == np.uint32 and fp.times.dtype == np.int32 and fp.hashes.size > 0
+    assert int(fp.hashes.max()) >= 2**21, "triplets use the bits pairs cannot"
+    t, f = extract_peaks(tracks[100], SR)
+    ref = set(zip(*triplet_hashes(t, f, REFERENCE.triplet_fan, all_pairs=False)))
+    assert set(zip(fp.hashes.tolist(), fp.times.tolist())) == {(int(h), int(a)) for h, a in ref}
+    ref_h = {h for h, _ in ref}
+    moved = t.copy()
+    moved[1::7] += 1  # every 7th peak one frame late, as a phone moves them (anchor times: the histogram's +-1)
+    exact = set(triplet_hashes(moved, f, QUERY.triplet_fan, all_pairs=True)[0].tolist())
+    varied = set(triplet_hashes(moved, f, QUERY.triplet_fan, all_pairs=True, jitter=1)[0].tolist())
+    assert len(ref_h & varied) > 0.95 * len(ref_h) > len(ref_h & exact)
 
 
 def test_landmarks_fast(tracks: dict[int, np.ndarray]) -> None:
@@ -260,7 +278,7 @@ def test_candidate_budget_keeps_the_rarest_hashes(tracks: dict[int, np.ndarray],
         idx.add_track(key, tracks[key], SR)
     idx.write_snapshot()
     query = tracks[104][SR * 3 : SR * 13]
-    qh, _ = extract_landmarks(query, SR, density="query")
+    qh = extract_fingerprint(query, SR, density="query").hashes  # the index's keys: triplets
     arr, keys = idx._load_snapshot()
     all_rows = idx._lookup_snapshot(qh, arr, keys)[0].size
     budget = all_rows // 4
@@ -342,8 +360,12 @@ def test_speed_variants_stop_at_the_first_confident_answer(index: FingerprintInd
     assert Counting.calls == 1  # the recording at its own speed was enough: no variant paid for
 
 
-def test_two_stage_lookup_gives_the_best_tracks_every_vote(tracks: dict[int, np.ndarray], tmp_path: Path) -> None:
-    """Stage 2 verifies stage 1's best tracks with the hashes the budget left out: full scores, bounded work."""
+def test_the_shortlist_is_scored_with_every_pair_of_its_tracks(tracks: dict[int, np.ndarray], tmp_path: Path) -> None:
+    """Stage 2 scores stage 1's triplet shortlist with the pairs derived from each track's stored peaks.
+
+    The answer is what scoring every pair row of the whole catalogue gives (same track, votes and
+    offset), and a budget on stage 1 does not change it.
+    """
     from engine.fingerprint.index import score_candidates
 
     idx = FingerprintIndex(tmp_path / "fp.sqlite")
@@ -352,21 +374,38 @@ def test_two_stage_lookup_gives_the_best_tracks_every_vote(tracks: dict[int, np.
     idx.write_snapshot()
     idx.close()
     query = tracks[105][SR * 4: SR * 14]
-    qh, qt = extract_landmarks(query, SR, density="query")
     full = FingerprintIndex(tmp_path / "fp.sqlite", read_only=True)
+    # the pairs derived from the stored peaks are the pairs extracted from the audio
+    got_h, _, got_t = full._pair_rows([103])
+    want_h, want_t = extract_landmarks(tracks[103], SR)
+    assert sorted(zip(got_h.tolist(), got_t.tolist())) == sorted(zip(want_h.tolist(), want_t.tolist()))
+    every = full._pair_rows(sorted(full.track_keys()))
+    qh, qt = extract_landmarks(query, SR, density="query")
+    whole = score_candidates(qh, qt, *every, 5)
+    answer = full.match(query, SR)
+    assert answer[0].track_key == whole[0].track_key == 105
+    assert (answer[0].score, answer[0].offset_s) == (whole[0].score, whole[0].offset_s)
+    assert abs(answer[0].offset_s - 4.0) < 0.05
     arr, keys = full._load_snapshot()
-    unbudgeted = full.match(query, SR)
-    budget = full._lookup_snapshot(qh, arr, keys)[0].size // 8
-    tight = FingerprintIndex(tmp_path / "fp.sqlite", read_only=True, max_candidates=budget)
-    stage1 = score_candidates(qh, qt, *tight._lookup_snapshot(qh, arr, keys), 5)
-    both = tight.match(query, SR)
-    assert stage1[0].track_key == 105 and stage1[0].score < unbudgeted[0].score  # the budget costs votes...
-    assert both[0] == unbudgeted[0]  # ...that stage 2 gives back: same track, score, offset and margin
-    lo, hi = tight._runs(qh, arr)
-    rows = tight._verify_candidates(arr, lo, hi, np.array([int(np.searchsorted(keys, 105))]))
-    assert set(keys[rows["k"].astype(np.int64)].tolist()) == {105}  # only the candidate's rows
-    assert rows.size == int(sum(((arr["h"] == h) & (keys[arr["k"].astype(np.int64)] == 105)).sum()
-                                for h in np.unique(qh)))
+    th = extract_fingerprint(query, SR, density="query").hashes
+    tight = FingerprintIndex(tmp_path / "fp.sqlite", read_only=True,
+                             max_candidates=full._lookup_snapshot(th, arr, keys)[0].size // 8)
+    assert tight.match(query, SR)[0] == answer[0]
+    full.close()
+    tight.close()
+
+
+def test_a_track_without_stored_peaks_cannot_be_named(tracks: dict[int, np.ndarray], tmp_path: Path) -> None:
+    """Its pairs cannot be derived, so it is never scored (the build indexes such a track again)."""
+    idx = FingerprintIndex(tmp_path / "fp.sqlite")
+    fp = extract_fingerprint(tracks[101], SR)
+    idx.add_landmarks(101, fp.hashes, fp.times, TRACK_S)  # no peaks
+    idx.add_track(102, tracks[102], SR)
+    idx.write_snapshot()
+    assert idx.keys_without_peaks() == {101}
+    assert [m.track_key for m in idx.match(tracks[101][SR * 2: SR * 12], SR)] != [101]
+    assert idx.match(tracks[102][SR * 2: SR * 12], SR)[0].track_key == 102
+    idx.close()
 
 
 def test_a_missing_snapshot_still_gives_the_right_answer_and_says_so(tracks: dict[int, np.ndarray], tmp_path: Path,

@@ -51,17 +51,18 @@ def test_the_index_verifies_its_candidates_at_their_offset(tmp_path: Path) -> No
         idx.close()
 
 
-def test_an_index_built_before_the_peaks_says_so_and_leaves_candidates_unverified(tmp_path: Path) -> None:
+def test_an_index_without_its_peaks_says_so_and_names_nothing(tmp_path: Path) -> None:
+    """Landmark version 2 scores candidates with pairs derived from the peaks: without them, no answer, never a wrong one."""
     idx, tracks = _excerpt_index(tmp_path / "fp.sqlite")
     idx.close()
     conn = sqlite3.connect(tmp_path / "fp.sqlite")
-    conn.execute("DROP TABLE peaks")  # what an index of the previous engine looks like
+    conn.execute("DROP TABLE peaks")  # a damaged index, or one whose build was stopped half-way
     conn.commit()
     conn.close()
     with FingerprintIndex(tmp_path / "fp.sqlite", read_only=True, verify=True) as old:
         assert not old.has_peaks() and old.keys_without_peaks() == {1, 2, 3}
         m = old.match(tracks[1][2 * SR: 10 * SR], SR)
-        assert m[0].track_key == 1 and m[0].peaks_matched is None
+        assert m == []
         assert verified_rule(Evidence(tuple(m), (), 0, 8.0)) is None  # nothing verified: nothing added
     with FingerprintIndex(tmp_path / "fp.sqlite") as writer:  # a build adds the table; the tracks still lack peaks
         assert writer.keys_without_peaks() == {1, 2, 3}
@@ -105,7 +106,7 @@ def test_a_threshold_above_what_it_can_report_turns_the_verification_off() -> No
     assert decide(sure, None, threshold=0.9995) is None  # its answers carry MAX_PROBABILITY: never above
 
 
-def test_off_by_default_the_build_keeps_peaks_and_nothing_is_verified_or_redone(tmp_path: Path) -> None:
+def test_off_by_default_the_build_keeps_peaks_and_redoes_the_tracks_without(tmp_path: Path) -> None:
     """Encoded files through the real builder (ffmpeg, the tiny model): the setting decides, the peaks are kept."""
     from engine.service import SynestheteService
     from tests import tinymodel
@@ -118,10 +119,15 @@ def test_off_by_default_the_build_keeps_peaks_and_nothing_is_verified_or_redone(
     with FingerprintIndex(s.fingerprint_db_path, read_only=True) as idx:
         assert idx.has_peaks()  # kept either way: turning the verification on needs no rebuild
     conn = sqlite3.connect(s.fingerprint_db_path)
-    conn.execute("DELETE FROM peaks")  # as an index of the previous engine
+    conn.execute("DELETE FROM peaks")  # as a damaged index
     conn.commit()
     conn.close()
-    assert build(s, csv, audio).indexed == 0  # off: nothing to redo
+    svc = SynestheteService(s, embedder=tinymodel.make_embedder(s))
+    try:
+        assert "cannot be named: run `synesthete-index build`" in svc.about()["identification"]["landmarks"]
+    finally:
+        svc.close()
+    assert build(s, csv, audio).indexed == 6  # they cannot be named without: done again
     svc = SynestheteService(s, embedder=tinymodel.make_embedder(s))
     try:
         assert svc.about()["identification"]["offset_verification"].startswith("off (SYNESTHETE_IDENTIFY_VERIFICATION")
@@ -151,10 +157,11 @@ def test_turned_on_a_build_indexes_again_the_tracks_without_peaks(tmp_path: Path
     conn.close()
     svc = SynestheteService(s, embedder=tinymodel.make_embedder(s))
     try:
-        assert svc.about()["identification"]["offset_verification"].startswith("off: the landmark index was built")
-        rec = svc.recommend(audio / "trk003.ogg")  # a clear match is still named without the verification
-        assert rec.identified is not None and rec.identified.track.track_id == "trk003"
-        assert all(m.peaks_matched is None for m in svc.landmark_candidates(svc.decode(audio / "trk003.ogg")))
+        assert svc.about()["identification"]["offset_verification"].startswith("off: the landmark index keeps no peaks")
+        rec = svc.recommend(audio / "trk003.ogg")  # without its peaks no song is named: no wrong answer
+        assert rec.identified is None and rec.results
+        assert "6 of 6 tracks have no stored peaks and cannot be named" in svc.about()["identification"]["landmarks"]
+        assert svc.landmark_candidates(svc.decode(audio / "trk003.ogg")) == []
     finally:
         svc.close()
     assert build(s, csv, audio).indexed == 6  # every track without peaks was done again

@@ -14,12 +14,10 @@ Schema::
     peaks(track_key PRIMARY KEY, n_peaks, peaks BLOB)
 
 ``peaks`` holds each track's single reference peaks (:mod:`engine.fingerprint.peaks`,
-~2 bytes a peak), which the offset verification after the landmark stage reads for the
-few candidates of a query (one primary-key read each).  An index built before it has no
-such rows: its candidates stay unverified, so identification decides as before without the
-verification (``engine.identify.verified_rule``), :meth:`FingerprintIndex.keys_without_peaks`
-says which for ``about``, and with the verification on (``Settings.identify_verification``)
-``synesthete-index build`` indexes those tracks again.
+~2 bytes a peak), which stage 2 of a query reads for its few shortlisted tracks (one
+primary-key read each) to derive their pairs, and the offset verification after it.  A track
+without them cannot be scored, so it is never named: :meth:`FingerprintIndex.keys_without_peaks`
+says which for ``about``, and ``synesthete-index build`` indexes those tracks again.
 
 ``fp`` is clustered on ``hash`` so one lookup reads one contiguous run of rows.
 ``tracks.hashes`` keeps the sorted distinct hashes of a track (zlib'd delta
@@ -27,15 +25,17 @@ uint32, ~1-2 bytes each) so :meth:`remove_track` can delete by primary-key
 prefix ``(hash, track_key)`` instead of scanning the table or paying for a
 second index on ``track_key`` (which would almost double the file).
 
-Cost (reference density, measured on real music, see docs/identification.md):
-about 780 k rows and ~12 MB on disk per hour of audio (~16 bytes a row);
-13.5 k hours (232 k tracks x 3.5 min) would be ~10.5 G rows, ~165 GB.
+Keys: **triplet** hashes (landmark version 2, :func:`engine.fingerprint.landmarks.triplet_hashes`),
+~430 k rows per hour of audio (pairs were ~780 k), ~12 bytes a row in the read snapshot.
 
-Query cost: the snapshot path is a two-stage lookup (``_match_snapshot``): the rarest
-hashes' rows up to ``max_candidates`` are scored, then the best ``VERIFY_TRACKS`` tracks get
-the rows of every other query hash, found by bisection inside each hash's posting list
-(rows are sorted by hash, then track).  Work per query is then bounded by the budget plus
-(hashes x tracks x log(posting length)), not by the catalogue.
+Query cost: a two-stage lookup (:meth:`FingerprintIndex._shortlist_and_score`).  Stage 1 looks up
+the query's triplets (with their +-1-frame variants): a 10-s note touches ~220 rows per catalogue
+hour (pairs: ~6,300), at most ``max_candidates`` of them (the rarest hashes first), and their
+offset histogram shortlists the ``VERIFY_TRACKS`` best tracks.  Stage 2 derives those tracks'
+*pairs* from their stored peaks and scores them with the query's pairs: a phone breaks triplets
+more often than pairs, so the answer, its offset and its margin come from the pairs, as when
+every pair row was scored (docs/identification.md, "Pairs or triplets").  Stage 2's work does not
+grow with the catalogue; stage 1's grows ~30x slower than a pair index's did.
 
 Concurrency: WAL mode, one connection per thread (``threading.local``) so many
 ``match`` calls run in parallel with each other and with one writer; writes are
@@ -60,14 +60,17 @@ import numpy as np
 
 from engine.errors import StoreError
 from engine.fileio import atomic_write
-from engine.fingerprint.landmarks import FRAMES_PER_S, LANDMARK_VERSION, extract_fingerprint
-from engine.fingerprint.peaks import aligned_peak_matches, pack_peaks, unpack_peaks
+from engine.fingerprint.landmarks import (FRAMES_PER_S, HASH_BITS, LANDMARK_VERSION, REFERENCE, Fingerprint,
+                                         extract_fingerprint, pair_peaks)
+from engine.fingerprint.peaks import BIN_SPAN, aligned_peak_matches, pack_peaks, unpack_peaks
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-#: Tracks the two-stage lookup verifies with every query hash (see ``_match_snapshot``).
+#: Tracks stage 1 (triplets) shortlists for stage 2 (their pairs), see ``_shortlist_and_score``.
 VERIFY_TRACKS = 8
+#: Tracks whose derived pairs stay in memory (~0.4 MB each for a 4-min track).
+PAIR_CACHE_TRACKS = 64
 #: SQLite's default limit on bound parameters is 32766; stay well below it.
 _IN_CHUNK = 20000
 
@@ -237,6 +240,9 @@ class FingerprintIndex:
         self.max_candidates = max(0, int(max_candidates))
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._pair_lock = threading.Lock()
+        self._pair_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._pair_cache_gen = -1
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
@@ -625,82 +631,97 @@ class FingerprintIndex:
                 "`synesthete-index build` writes it again", self.snapshot_path, why)
 
     def _lookup_snapshot(self, hashes: np.ndarray, arr: np.ndarray, keys: np.ndarray):
-        """Rows of the query's hashes, at most :attr:`max_candidates` of them (stage 1).
+        """Rows ``(hash, track_key, t)`` of the query's triplet hashes, at most :attr:`max_candidates` of them (stage 1).
 
-        Why a budget: a hash's posting list grows with the catalogue (~780k rows per
-        hour of audio over 2**21 hashes), so without one a 10-s query's scoring cost
-        grows linearly with the catalogue (docs/identification.md, measured).  Over
-        budget, the hashes with the *shortest* posting lists are kept: a rare hash is
-        strong evidence for the few tracks that have it, while a common one mostly adds
-        chance votes (the idea of IDF).  :meth:`_verify_candidates` then gives the best
-        candidates back the votes of the hashes left out.
+        Why a budget: a hash's posting list grows with the catalogue (a 10-s note's triplets
+        touch ~220 rows per catalogue hour, docs/identification.md), so without one the
+        scoring cost grows linearly with the catalogue.  Over budget, the hashes with the
+        *shortest* posting lists are kept: a rare hash is strong evidence for the few tracks
+        that have it, while a common one mostly adds chance votes (the idea of IDF).  Stage 2
+        (:meth:`_shortlist_and_score`) scores the shortlist with every pair of its tracks.
         """
         lo, hi = self._runs(hashes, arr)
         keep = self._budget_split(lo, hi)
         rows = self._gather(arr, lo[keep], hi[keep])
         return (rows["h"].astype(np.int64), keys[rows["k"].astype(np.int64)], rows["t"].astype(np.int64))
 
-    @staticmethod
-    def _bisect_tracks(kcol: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray,
-                       right: bool) -> np.ndarray:
-        """Vectorised bisection of ``target`` track indices inside the sorted runs ``[lo, hi)`` of ``kcol``.
+    def _track_pairs(self, key: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """A track's pair landmarks ``(hashes, anchor frames)`` derived from its stored peaks (None without them).
 
-        Within one hash's run the snapshot rows are sorted by track index, so each
-        (run, candidate) pair is a binary search; all pairs advance together, one
-        gather from the memory map per step (log2 of the longest run steps).
+        Kept for the last :data:`PAIR_CACHE_TRACKS` tracks asked for (per index generation): a
+        live recording asks for the same song every second, and the build's calibration for
+        the same few candidates again and again.
         """
-        lo, hi = lo.copy(), hi.copy()
-        while True:
-            active = lo < hi
-            if not active.any():
-                return lo
-            mid = (lo + hi) // 2
-            v = np.where(active, kcol[np.minimum(mid, kcol.size - 1)], 0).astype(np.int64)
-            go_right = active & ((v <= target) if right else (v < target))
-            lo = np.where(go_right, mid + 1, lo)
-            hi = np.where(active & ~go_right, mid, hi)
+        gen = self.generation()
+        with self._pair_lock:
+            if self._pair_cache_gen != gen:
+                self._pair_cache.clear()
+                self._pair_cache_gen = gen
+            hit = self._pair_cache.get(key)
+        if hit is not None:
+            return hit
+        codes = self.peak_codes(key)
+        if codes is None or codes.size == 0:
+            log.debug("track %d has no stored peaks: it cannot be scored", key)
+            return None
+        t, f = np.divmod(codes, BIN_SPAN)
+        pairs = pair_peaks(t.astype(np.int32), f.astype(np.int32), REFERENCE.fan_out)
+        with self._pair_lock:
+            self._pair_cache[key] = pairs
+            while len(self._pair_cache) > PAIR_CACHE_TRACKS:
+                self._pair_cache.pop(next(iter(self._pair_cache)))
+        return pairs
 
-    def _verify_candidates(self, arr: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                           tracks: np.ndarray) -> np.ndarray:
-        """Stage 2: the rows of runs ``[lo, hi)`` that belong to the candidate track indices ``tracks``.
+    def _pair_rows(self, track_keys: list[int], wanted: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pair landmark rows ``(hash, track_key, t)`` of ``track_keys``, derived from their stored peaks.
 
-        Cost: (runs x candidates) bisections, which grows with the log of the catalogue,
-        not with it.
+        ``wanted``: a bool table over the 2**21 pair hashes; only rows whose hash it marks are
+        kept (the query's hashes: the others cannot vote, and dropping them first makes the
+        scoring ~100x cheaper).  A track without stored peaks (written by an engine that kept
+        none) has no rows here; it cannot be scored and so is not named (``about`` and the build
+        say to index it again).
         """
-        if lo.size == 0 or tracks.size == 0:
-            return arr[:0]
-        n_c = tracks.size
-        plo, phi = np.repeat(lo, n_c), np.repeat(hi, n_c)
-        tgt = np.tile(tracks.astype(np.int64), lo.size)
-        kcol = arr["k"]
-        first = self._bisect_tracks(kcol, plo, phi, tgt, right=False)
-        last = self._bisect_tracks(kcol, first, phi, tgt, right=True)
-        return self._gather(arr, first, last)
+        parts = []
+        for key in track_keys:
+            pairs = self._track_pairs(key)
+            if pairs is None:
+                continue
+            h, ht = pairs
+            if wanted is not None:
+                keep = wanted[h]
+                h, ht = h[keep], ht[keep]
+            parts.append((h.astype(np.int64), np.full(h.size, key, np.int64), ht.astype(np.int64)))
+        if not parts:
+            e = np.zeros(0, np.int64)
+            return e, e, e
+        return tuple(np.concatenate(x) for x in zip(*parts))  # type: ignore[return-value]
 
-    def _match_snapshot(self, qh: np.ndarray, qt: np.ndarray, arr: np.ndarray, keys: np.ndarray,
+    def _shortlist_and_score(self, fp: Fingerprint, rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+                             top_k: int) -> list[FingerprintMatch]:
+        """Stage 2: the :data:`VERIFY_TRACKS` best tracks of the triplet rows, scored with their pairs.
+
+        Why two kinds of landmarks: a triplet hash is ~2**32 values, so its posting lists are
+        ~30x shorter than a pair's and the shortlist costs little at any catalogue size; but a
+        phone breaks triplets (three exact peaks) more often than pairs, so the evidence the
+        answer rests on -- and the calibration reads -- is the pairs' offset histogram over the
+        shortlist, as when every pair row was scored (docs/identification.md, "Pairs or triplets").
+        The best other shortlisted track's score is the chance level the margin is measured
+        against.
+        """
+        first = score_candidates(fp.hashes, fp.times, *rows, max(VERIFY_TRACKS, top_k))
+        if not first:
+            return []
+        qh, qt = fp.pairs()
+        wanted = np.zeros(1 << HASH_BITS, bool)
+        wanted[qh] = True
+        return score_candidates(qh, qt, *self._pair_rows([m.track_key for m in first], wanted), top_k)
+
+    def _match_snapshot(self, fp: Fingerprint, arr: np.ndarray, keys: np.ndarray,
                         top_k: int) -> list[FingerprintMatch]:
-        """Two-stage lookup: score the rarest hashes' rows, then verify the best tracks with every hash.
-
-        Stage 1 scores the rows of the rarest hashes that fit :attr:`max_candidates` (all of
-        them when they fit: then this is the plain offset histogram).  Stage 2 fetches, for
-        the :data:`VERIFY_TRACKS` best tracks of stage 1 only, their rows of the hashes
-        stage 1 left out, and scores those tracks again with all their rows: the right track
-        gets back every aligned vote, and the best other candidate, scored the same way, is
-        its chance level, at a cost that no longer grows with the catalogue
-        (docs/identification.md).
-        """
-        lo, hi = self._runs(qh, arr)
-        keep = self._budget_split(lo, hi)
-        rows = self._gather(arr, lo[keep], hi[keep])
-        if not keep.all() and rows.size:
-            first = score_candidates(qh, qt, rows["h"].astype(np.int64), rows["k"].astype(np.int64),
-                                     rows["t"].astype(np.int64), max(VERIFY_TRACKS, top_k))
-            cands = np.array([m.track_key for m in first], np.int64)  # snapshot track indices here
-            extra = self._verify_candidates(arr, lo[~keep], hi[~keep], cands)
-            # only the candidates are scored again: their own runner-up is the chance level now
-            rows = np.concatenate([rows[np.isin(rows["k"], cands)], extra])
-        return score_candidates(qh, qt, rows["h"].astype(np.int64), keys[rows["k"].astype(np.int64)],
-                                rows["t"].astype(np.int64), top_k)
+        """Stage 1 on the snapshot (the rarest triplets' rows up to :attr:`max_candidates`), then stage 2."""
+        h, k, t = self._lookup_snapshot(fp.hashes, arr, keys)
+        return self._shortlist_and_score(fp, (h, k, t), top_k)
 
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All DB rows ``(hash, track_key, t)`` whose hash is in ``hashes``."""
@@ -726,16 +747,14 @@ class FingerprintIndex:
         gives ``[]``.  Raises StoreError when the index cannot be read.
         """
         fp = extract_fingerprint(audio, sr, density="query")
-        qh, qt = fp.hashes, fp.times
-        if qh.size == 0:
+        if fp.hashes.size == 0:
             return []
         try:
             snap = self._load_snapshot()
             if snap is not None:
-                matches = self._match_snapshot(qh, qt, snap[0], snap[1], top_k)
+                matches = self._match_snapshot(fp, snap[0], snap[1], top_k)
             else:
-                rh, rtr, rt = self.lookup(qh)
-                matches = score_candidates(qh, qt, rh, rtr, rt, top_k)
+                matches = self._shortlist_and_score(fp, self.lookup(fp.hashes), top_k)
             return self.verify(matches, fp.peak_t, fp.peak_f) if self.verify_matches else matches
         except sqlite3.Error as exc:
             raise StoreError(f"fingerprint lookup failed: {exc}") from exc

@@ -30,6 +30,19 @@ Pipeline (all vectorised numpy/scipy, no per-frame Python loops):
    (1..63 frames = 16 ms..1 s later, |df| <= 63 bins) -> a mixed-radix hash
    ``(f1 * 127 + df + 63) * 63 + dt - 1`` (198 x 127 x 63 values, < 2**21),
    stored with the anchor frame.
+7. the inverted index is keyed by **triplets** instead (landmark version 2,
+   :func:`triplet_hashes`): the anchor with two later peaks of a narrower zone
+   (|df| <= 31 bins), ``(f1, df2, dt2, df3, dt3)`` in 32 bits.  A pair's 21 bits
+   make every posting list long: at 684 h a 10-s note touched ~5.7 M rows.  A
+   triplet's ~11 more bits cut that ~30x, but a phone breaks an exact triplet
+   often (the third peak moves by a frame), so the query side looks each
+   triplet up with its two targets moved by +-1 frame (9 variants), and the
+   triplets only *shortlist* tracks: the shortlist is scored with the pairs of
+   each candidate, derived from its stored peaks (:mod:`engine.fingerprint.index`).
+   Measured on real phone recordings (bench/landmark_specificity.py,
+   docs/identification.md "Pairs or triplets"): within noise of pairs alone on
+   the share named right, and its shortlist keeps the right song as the
+   catalogue grows 48x.
 
 ``density="query"`` keeps more peaks (45/s vs 30/s, where the music has
 that many candidates) and pairs with a wider fan-out (12 vs 8) than
@@ -55,7 +68,7 @@ log = logging.getLogger(__name__)
 #: Sample rate the landmarks are computed at.
 #: Bumped whenever extraction changes (parameters, hashing): an index built with another
 #: version must be rebuilt, so it is part of the index's model id (engine.embed).
-LANDMARK_VERSION = 1
+LANDMARK_VERSION = 2
 
 SR = 8000
 N_FFT = 512
@@ -78,6 +91,9 @@ _WINDOW = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
 _DF_MAX = 63
 _DT_MAX = 63
 HASH_BITS = 21
+# triplet zone: |df| <= 31 so that 198 x 63**4 values fit 32 bits (see triplet_hashes)
+_TRIPLET_DF_MAX = 31
+TRIPLET_HASH_BITS = 32
 
 
 @dataclass(frozen=True)
@@ -97,10 +113,17 @@ class LandmarkParams:
     whiten_frames: int = 63
     #: look for local maxima in the whitened (True) or the raw log spectrogram
     pick_on_white: bool = False
+    #: triplets: targets per anchor they are made from (reference: consecutive two of them;
+    #: query: every two of them, see :func:`triplet_hashes`)
+    triplet_fan: int = 6
+    #: triplets: every two of the targets (the query side) instead of consecutive ones
+    triplet_all_pairs: bool = False
+    #: triplets: each is also looked up with its targets moved by up to this many frames
+    triplet_jitter: int = 0
 
 
 REFERENCE = LandmarkParams()
-QUERY = LandmarkParams(peaks_per_s=45.0, fan_out=12)
+QUERY = LandmarkParams(peaks_per_s=45.0, fan_out=12, triplet_fan=8, triplet_all_pairs=True, triplet_jitter=1)
 
 DENSITIES: dict[str, LandmarkParams] = {"reference": REFERENCE, "query": QUERY}
 
@@ -185,6 +208,54 @@ def pair_peaks(t: np.ndarray, f: np.ndarray, fan_out: int) -> tuple[np.ndarray, 
     return hashes.astype(np.uint32), t[ai].astype(np.int32)
 
 
+def _zone_targets(t: np.ndarray, f: np.ndarray, fan: int) -> np.ndarray:
+    """(n, fan) indices of each peak's first ``fan`` triplet targets (1..63 frames later, |df| <= 31), -1 past them."""
+    n = t.size
+    look = min(n - 1, fan * 4)
+    j = np.arange(n)[:, None] + np.arange(1, look + 1)[None, :]
+    valid = j < n
+    j = np.minimum(j, n - 1)
+    dt = t[j] - t[:, None]
+    ok = valid & (dt >= 1) & (dt <= _DT_MAX) & (np.abs(f[j] - f[:, None]) <= _TRIPLET_DF_MAX)
+    ok &= np.cumsum(ok, axis=1) <= fan
+    order = np.argsort(~ok, axis=1, kind="stable")  # targets first, in time order
+    tgt = np.where(np.take_along_axis(ok, order, 1), np.take_along_axis(j, order, 1), -1)[:, :fan]
+    return np.pad(tgt, ((0, 0), (0, fan - tgt.shape[1])), constant_values=-1)
+
+
+def triplet_hashes(t: np.ndarray, f: np.ndarray, fan: int, *, all_pairs: bool, jitter: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Triplet hashes (uint32) and anchor frames of peaks ``(t, f)`` sorted by frame (Panako-style, Six & Leman 2014).
+
+    Each anchor with two of its first ``fan`` targets (1..63 frames later, within 31 bins):
+    ``all_pairs=False`` (the reference) takes consecutive targets ``(k, k+1)``; ``all_pairs=True``
+    (the query) takes every two of them, so a spurious query peak between two reference targets
+    does not break the triplet.  ``jitter`` adds the variants with either target moved by up to
+    that many frames: a phone shifts single peaks by a hop often enough to break most exact
+    triplets (measured: top-1 0.55-0.68 without, 0.85-0.92 with +-1 frame).  The hash is the
+    mixed radix ``(((f1*63 + df2+31)*63 + dt2-1)*63 + df3+31)*63 + dt3-1`` < 198 * 63**4 < 2**32.
+    """
+    t, f = np.asarray(t, np.int64), np.asarray(f, np.int64)
+    if t.size < 3:
+        return np.zeros(0, np.uint32), np.zeros(0, np.int32)
+    tgt = _zone_targets(t, f, fan)
+    combos = (np.array([(a, b) for a in range(fan) for b in range(a + 1, fan)]) if all_pairs
+              else np.array([(k, k + 1) for k in range(fan - 1)]))
+    p2, p3 = tgt[:, combos[:, 0]], tgt[:, combos[:, 1]]
+    ok = (p2 >= 0) & (p3 >= 0)
+    an = np.broadcast_to(np.arange(t.size)[:, None], p2.shape)[ok]
+    p2, p3 = p2[ok], p3[ok]
+    shifts = np.arange(-jitter, jitter + 1)
+    e2, e3 = (x.ravel() for x in np.meshgrid(shifts, shifts, indexing="ij"))  # every (dt2, dt3) variant
+    dt2 = (t[p2] - t[an])[:, None] + e2[None, :]
+    dt3 = (t[p3] - t[an])[:, None] + e3[None, :]
+    rdf = 2 * _TRIPLET_DF_MAX + 1
+    h = ((((f[an] * rdf + f[p2] - f[an] + _TRIPLET_DF_MAX) * _DT_MAX)[:, None] + dt2 - 1) * rdf
+         + (f[p3] - f[an] + _TRIPLET_DF_MAX)[:, None]) * _DT_MAX + dt3 - 1
+    keep = (dt2 >= 1) & (dt2 <= _DT_MAX) & (dt3 >= 1) & (dt3 <= _DT_MAX)
+    return h[keep].astype(np.uint32), np.broadcast_to(t[an][:, None], keep.shape)[keep].astype(np.int32)
+
+
 def _density(density: str, params: LandmarkParams | None) -> LandmarkParams:
     if params is not None:
         return params
@@ -216,17 +287,24 @@ def extract_peaks(
 
 
 class Fingerprint(NamedTuple):
-    """What one extraction gives: the landmarks and the single peaks they were paired from.
+    """What one extraction gives: the inverted index's keys and the single peaks they were made from.
 
-    ``hashes`` (n,) uint32 < 2**21 and ``times`` (n,) int32 anchor frames: the landmarks;
-    ``peak_t`` (p,) int32 frames at :data:`FRAMES_PER_S` and ``peak_f`` (p,) int32
-    band-relative bins (0..:data:`N_BAND_BINS` - 1): every peak kept, sorted by frame then bin.
+    ``hashes`` (n,) uint32 triplet hashes (:func:`triplet_hashes`) and ``times`` (n,) int32
+    anchor frames: the keys the index looks up; ``peak_t`` (p,) int32 frames at
+    :data:`FRAMES_PER_S` and ``peak_f`` (p,) int32 band-relative bins (0..:data:`N_BAND_BINS` - 1):
+    every peak kept, sorted by frame then bin, from which :meth:`pairs` derives the pair landmarks
+    that score the shortlisted tracks.
     """
 
     hashes: np.ndarray
     times: np.ndarray
     peak_t: np.ndarray
     peak_f: np.ndarray
+    fan_out: int = REFERENCE.fan_out
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pair landmarks ``(hashes uint32 < 2**21, anchor frames)`` of these peaks (:func:`pair_peaks`)."""
+        return pair_peaks(self.peak_t, self.peak_f, self.fan_out)
 
 
 def extract_fingerprint(
@@ -236,15 +314,17 @@ def extract_fingerprint(
     density: Literal["reference", "query"] | str = "reference",
     params: LandmarkParams | None = None,
 ) -> Fingerprint:
-    """Landmarks *and* their peaks of mono float audio at ``sr`` Hz, from one spectrogram.
+    """Triplet keys *and* their peaks of mono float audio at ``sr`` Hz, from one spectrogram.
 
-    The build stores both; a query's peaks verify the candidates its hashes named
-    (:mod:`engine.fingerprint.peaks`).  Raises ValueError for an unknown ``density``.
+    The build stores both; a query's triplets shortlist tracks, its peaks' pairs score them, and
+    its peaks verify the candidates (:mod:`engine.fingerprint.peaks`).  The reference side makes
+    consecutive-target triplets, the query side every-two-target triplets with +-1-frame variants
+    (:func:`triplet_hashes`).  Raises ValueError for an unknown ``density``.
     """
     p = _density(density, params)
     t, f = extract_peaks(audio, sr, params=p)
-    h, ht = pair_peaks(t, f, p.fan_out)
-    return Fingerprint(h, ht, t, f)
+    h, ht = triplet_hashes(t, f, p.triplet_fan, all_pairs=p.triplet_all_pairs, jitter=p.triplet_jitter)
+    return Fingerprint(h, ht, t, f, p.fan_out)
 
 
 def extract_landmarks(
@@ -254,11 +334,13 @@ def extract_landmarks(
     density: Literal["reference", "query"] | str = "reference",
     params: LandmarkParams | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Landmark hashes (uint32, < 2**21) and their anchor times (int32 frames at 62.5/s).
+    """Pair landmark hashes (uint32, < 2**21) and their anchor times (int32 frames at 62.5/s).
 
     ``density="reference"`` for indexing, ``"query"`` for recordings to identify
     (denser peaks and fan-out, see the module docstring).  ``params`` overrides
-    the density's parameters (for experiments).  Raises ValueError for an unknown ``density``.
+    the density's parameters (for experiments).  These are what scores a candidate (and the
+    Milvus backend's windows); the SQLite index's keys are the triplets of
+    :func:`extract_fingerprint`.  Raises ValueError for an unknown ``density``.
     """
-    fp = extract_fingerprint(audio, sr, density=density, params=params)
-    return fp.hashes, fp.times
+    p = _density(density, params)
+    return pair_peaks(*extract_peaks(audio, sr, params=p), p.fan_out)

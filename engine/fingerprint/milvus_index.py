@@ -36,7 +36,7 @@ import numpy as np
 
 from engine.errors import EmptyIndexError, StoreError
 from engine.fingerprint.index import FingerprintMatch, StaleIndexError, score_candidates
-from engine.fingerprint.landmarks import LANDMARK_VERSION, extract_landmarks
+from engine.fingerprint.landmarks import LANDMARK_VERSION, REFERENCE, extract_landmarks, pair_peaks
 from engine.store import VectorStore, milvus_call
 
 log = logging.getLogger(__name__)
@@ -207,10 +207,16 @@ class MilvusFingerprintIndex:
                       peaks: tuple[np.ndarray, np.ndarray] | None = None) -> int:
         """Replace a track's windows.  Delete then insert: a reader may briefly see neither, never a mix.
 
-        ``peaks`` (the single peaks of the offset verification) are not stored by this backend
-        (:attr:`stores_peaks`): its candidates stay unverified.
+        This backend indexes *pair* landmarks (its windows are scored by their pairs' offset
+        histogram, stage 2 below): given the track's ``peaks`` (frames, band bins), as the build
+        gives them with the SQLite backend's triplet ``hashes``, its pairs are derived from them;
+        without peaks, ``hashes``/``times`` must be pairs (:func:`extract_landmarks`).  The peaks
+        themselves are not stored (:attr:`stores_peaks`): its candidates stay unverified.
         """
         self._check_writable()
+        if peaks is not None:
+            hashes, times = pair_peaks(np.asarray(peaks[0], np.int32), np.asarray(peaks[1], np.int32),
+                                       REFERENCE.fan_out)
         rows = window_rows(int(track_key), hashes, times)
         with self._lock:
             self._client.delete(self.name, filter=f"track_key == {int(track_key)}")
