@@ -34,23 +34,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchutil import pct  # noqa: E402
 from fingerprint_scale import generated_queries, load_snapshot  # noqa: E402
 
-from engine.fingerprint.index import score_candidates  # noqa: E402
+from engine.fingerprint.index import FingerprintIndex, score_candidates  # noqa: E402
 from engine.fingerprint.landmarks import extract_landmarks  # noqa: E402
 from engine.fingerprint.milvus_index import MilvusFingerprintIndex, rows_to_landmarks  # noqa: E402
+from engine.fingerprint.peaks import BIN_SPAN  # noqa: E402
 from engine.store import VectorStore  # noqa: E402
 
 
 def fill(idx: MilvusFingerprintIndex, snapshot: Path) -> tuple[int, float]:
-    """Every track of the snapshot into the collection; returns (tracks, seconds)."""
-    arr, keys = load_snapshot(snapshot)
-    rows = np.array(arr)
-    rows = rows[np.argsort(rows["k"], kind="stable")]
-    bounds = np.flatnonzero(np.r_[True, rows["k"][1:] != rows["k"][:-1], True])
+    """Every track of the SQLite index beside the snapshot into the collection; returns (tracks, seconds).
+
+    The snapshot's rows are triplets (landmark version 2); this backend indexes pairs, which
+    ``add_landmarks`` derives from each track's stored peaks, as the build gives them.
+    """
+    _, keys = load_snapshot(snapshot)
+    src = FingerprintIndex(str(snapshot).removesuffix(".snapshot.npy"), read_only=True)
     t0 = time.perf_counter()
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        idx.add_landmarks(int(keys[rows["k"][a]]), rows["h"][a:b], rows["t"][a:b], 0.0)
+    none = np.zeros(0, np.int64)
+    for key in keys.tolist():
+        codes = src.peak_codes(int(key))
+        if codes is None:
+            continue
+        t, f = np.divmod(codes, BIN_SPAN)
+        idx.add_landmarks(int(key), none, none, 0.0, peaks=(t, f))
     idx.write_snapshot()
-    return len(bounds) - 1, time.perf_counter() - t0
+    src.close()
+    return len(keys), time.perf_counter() - t0
 
 
 def main() -> int:

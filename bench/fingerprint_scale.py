@@ -15,7 +15,11 @@ For each factor it reports, over the corpus's phone10 queries (10-s voice-note-l
 recordings): candidate rows per query, lookup and scoring ms (p50 / p95), top-1 and
 the share of confident answers (confidence >= the service's 0.5), plus the
 snapshot's size.  Then it fits cost = a + b x rows and extrapolates to catalogue
-hours.
+hours.  Since landmark version 2 the snapshot's rows are triplets: the one-stage columns
+(``lookup``, ``score``, ``top1``, ``confident_correct``) are triplets alone, the
+``two_stage`` ones what the engine answers (the shortlist scored with its pairs).  Those
+pairs come from the peaks in the SQLite index beside the snapshot, which must be there; a
+decoy's pairs are its real track's peaks at random frames (:class:`GrownPeaks`).
 
     python bench/fingerprint_eval.py --corpus /work/data/dev --index /work/data/fpwork/base.sqlite \\
         --cache /work/data/fpwork/cache16k
@@ -78,11 +82,10 @@ def grow(base: np.ndarray, n_keys: int, k: int, out: Path, decoys: str = "copy",
     rng = np.random.default_rng(seed)
     t_max = np.zeros(n_keys, np.int64)
     np.maximum.at(t_max, base["k"].astype(np.int64), base["t"].astype(np.int64))
-    n_hash = 1 << 21
     if decoys == "copy":
         arr = np.lib.format.open_memmap(out, mode="w+", dtype=SNAPSHOT_DTYPE, shape=(base.size * k,))
         # chunks end on hash boundaries, and each is sorted by (hash, track): the order the
-        # engine's snapshot has (its two-stage lookup bisects tracks inside a hash's rows)
+        # engine's snapshot has
         col = base["h"]
         cuts = sorted({0, base.size, *(int(np.searchsorted(col, col[c], "left"))
                                        for c in range(CHUNK_ROWS, base.size, CHUNK_ROWS))})
@@ -97,8 +100,13 @@ def grow(base: np.ndarray, n_keys: int, k: int, out: Path, decoys: str = "copy",
             arr[s * k: e * k] = rep[np.lexsort((rep["k"], rep["h"]))]
         arr.flush()
         return arr
-    # remap: write copies unsorted, then sort by hash (stable radix sort on uint32)
-    freq = np.bincount(np.asarray(base["h"], dtype=np.int64), minlength=n_hash)
+    # remap: write copies unsorted, then sort by hash (stable radix sort on uint32).  The permutation
+    # runs over the hashes the index holds (32-bit triplets are too many values to count them all),
+    # padded to blocks of 64 with values no real row has.
+    uniq, inv = np.unique(np.asarray(base["h"]), return_inverse=True)
+    n_hash = -(-uniq.size // 64) * 64
+    values = np.concatenate([uniq.astype(np.int64), int(uniq.max()) + 1 + np.arange(n_hash - uniq.size)])
+    freq = np.bincount(inv, minlength=n_hash)
     by_rank = np.argsort(freq, kind="stable")
     raw = np.lib.format.open_memmap(out.with_suffix(".unsorted.npy"), mode="w+", dtype=SNAPSHOT_DTYPE,
                                     shape=(base.size * k,))
@@ -106,14 +114,14 @@ def grow(base: np.ndarray, n_keys: int, k: int, out: Path, decoys: str = "copy",
     for j in range(1, k):
         perm = by_rank.reshape(-1, 64)[np.arange(n_hash // 64)[:, None], rng.permuted(
             np.tile(np.arange(64), (n_hash // 64, 1)), axis=1)].ravel()
-        mapping = np.empty(n_hash, np.uint32)
+        mapping = np.empty(n_hash, np.int64)
         mapping[by_rank] = perm
         for s in range(0, base.size, CHUNK_ROWS):
             b = np.array(base[s: s + CHUNK_ROWS])
             kk = b["k"].astype(np.int64)
             b["t"] = (rng.random(b.size) * (t_max[kk] + 1)).astype(np.uint32)
             b["k"] = (kk + j * n_keys).astype(np.uint32)
-            b["h"] = mapping[b["h"]]
+            b["h"] = values[mapping[inv[s: s + b.size]]].astype(np.uint32)
             raw[j * base.size + s: j * base.size + s + b.size] = b
     raw.flush()
     order = np.argsort(raw["h"], kind="stable")
@@ -183,12 +191,12 @@ class GrownPeaks:
     """
 
     def __init__(self, real: FingerprintIndex, keys: np.ndarray) -> None:
-        self.real, self.keys = real, keys
+        self.read, self.keys = real.peak_codes, keys  # the index's own method, before this replaces it
 
     def __call__(self, key: int) -> np.ndarray | None:
         if key >= 0:
-            return self.real.peak_codes(key)
-        codes = self.real.peak_codes(int(self.keys[(-key) % len(self.keys)]))
+            return self.read(key)
+        codes = self.read(int(self.keys[(-key) % len(self.keys)]))
         if codes is None or codes.size == 0:
             return codes
         t, f = np.divmod(codes, BIN_SPAN)

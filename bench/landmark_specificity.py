@@ -170,6 +170,8 @@ SCHEMES: dict[str, Callable] = {
     "triplet_all4_jtf": triplet_scheme(consecutive=False, jit_t=1, jit_f=1),
     "triplet_jt_df31": triplet_scheme(jit_t=1, df_max=31),
     "triplet_f6_jt_df31": triplet_scheme(fan_ref=6, jit_t=1, df_max=31),
+    "triplet_f6_q6_jt_df31": triplet_scheme(fan_ref=6, fan_q=6, jit_t=1, df_max=31),
+    "triplet_f4_q6_jt_df31": triplet_scheme(fan_ref=4, fan_q=6, jit_t=1, df_max=31),
 }
 
 

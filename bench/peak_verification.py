@@ -41,12 +41,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchutil import PerTrack, catalogue_tracks, corpus_main  # noqa: E402
+from benchutil import catalogue_tracks, corpus_main  # noqa: E402
 from identify_says import excerpt  # noqa: E402
 
 from engine.audio import DecodedAudio, from_samples  # noqa: E402
-from engine.fingerprint.landmarks import extract_peaks  # noqa: E402
-from engine.fingerprint.peaks import peak_codes  # noqa: E402
 from engine.identify import VERIFIED_SURPRISE, Observations, decide, evidence, verification_surprise  # noqa: E402
 from engine.service import SynestheteService  # noqa: E402
 from engine.settings import Settings  # noqa: E402
@@ -111,8 +109,8 @@ def run_corpus(data_dir: Path, n_tracks: int, seed: int) -> dict:
     sr = svc.embedder.sample_rate
     db = sqlite3.connect(data_dir / "catalogue.sqlite")
     keys = catalogue_tracks(db, n_tracks)
-    # the product's own verification (FingerprintIndex.verify), fed peaks extracted from the audio
-    svc.fingerprints.peak_codes = PerTrack(db, settings, sr, reference_peaks)
+    # the product's own verification (FingerprintIndex.verify) on the peaks the index stores
+    # (since landmark version 2 every track's peaks are stored: its pairs are derived from them)
     rng = np.random.default_rng(seed)
     rows: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
@@ -126,11 +124,6 @@ def run_corpus(data_dir: Path, n_tracks: int, seed: int) -> dict:
     svc.close()
     return {"data_dir": str(data_dir), "tracks": len(keys), "kinds": {k: summarise(v) for k, v in rows.items()},
             "rows": rows}
-
-
-def reference_peaks(samples: np.ndarray, sr: int) -> np.ndarray:
-    """A catalogue track's peak codes, as the build stores them."""
-    return peak_codes(*extract_peaks(samples, sr, density="reference"))
 
 
 if __name__ == "__main__":

@@ -415,7 +415,9 @@ class SynestheteService:
         except Exception as exc:  # noqa: BLE001 - about must answer; the detail goes to the log
             log.warning("cannot read the landmark index's peaks: %s", exc)
             return "unknown: the landmark index could not be read"
-        said = "triplets shortlist 8 tracks, their pairs (from the stored peaks) score them"
+        from .fingerprint.index import VERIFY_TRACKS
+
+        said = f"triplets shortlist {VERIFY_TRACKS} tracks, their pairs (from the stored peaks) score them"
         if missing:
             return (f"{said}; {missing} of {total} tracks have no stored peaks and cannot be named: "
                     "run `synesthete-index build`")

@@ -408,9 +408,9 @@ class _Build:
             state = {}
         described = self.descriptors.keys(backbone_key(self.model_id))
         # a track whose peaks are not stored cannot be scored (its pairs are derived from them): done again
-        unverifiable = self.fp.keys_without_peaks() if getattr(self.fp, "stores_peaks", False) else set()
+        unscorable = self.fp.keys_without_peaks() if getattr(self.fp, "stores_peaks", False) else set()
         untrusted = [k for k in state if k not in milvus_keys or k not in fp_keys or k not in described
-                     or k in unverifiable]
+                     or k in unscorable]
         if untrusted:
             log.info("%d indexed marks have no vectors, fingerprints, peaks or descriptors; re-embedding them",
                      len(untrusted))

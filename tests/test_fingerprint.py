@@ -435,3 +435,17 @@ def test_a_budget_under_the_rarest_posting_list_still_answers(tracks: dict[int, 
     tiny = FingerprintIndex(tmp_path / "fp.sqlite", read_only=True, max_candidates=1)
     assert tiny.match(tracks[102][SR * 3: SR * 11], SR)[0].track_key == 102
     tiny.close()
+
+
+def test_the_pairs_kept_in_memory_follow_a_replaced_track(tracks: dict[int, np.ndarray], tmp_path: Path) -> None:
+    """Stage 2 keeps the pairs of recent candidates; a track written again is scored with its new peaks."""
+    idx = FingerprintIndex(tmp_path / "fp.sqlite")
+    for key in (101, 102, 103):
+        idx.add_track(key, tracks[key], SR)
+    old_song = tracks[101][SR * 2: SR * 12]
+    assert idx.match(old_song, SR)[0].track_key == 101
+    assert 101 in idx._pair_cache
+    idx.add_track(101, tracks[104], SR)  # the same key now holds another song
+    assert [m.track_key for m in idx.match(old_song, SR)][:1] != [101]
+    assert idx.match(tracks[104][SR * 2: SR * 12], SR)[0].track_key == 101
+    idx.close()

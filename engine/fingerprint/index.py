@@ -21,7 +21,7 @@ says which for ``about``, and ``synesthete-index build`` indexes those tracks ag
 
 ``fp`` is clustered on ``hash`` so one lookup reads one contiguous run of rows.
 ``tracks.hashes`` keeps the sorted distinct hashes of a track (zlib'd delta
-uint32, ~1-2 bytes each) so :meth:`remove_track` can delete by primary-key
+uint32, ~1-2 bytes each for pairs, ~3 for the sparser triplets) so :meth:`remove_track` can delete by primary-key
 prefix ``(hash, track_key)`` instead of scanning the table or paying for a
 second index on ``track_key`` (which would almost double the file).
 
@@ -52,6 +52,7 @@ import sqlite3
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +242,7 @@ class FingerprintIndex:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._pair_lock = threading.Lock()
-        self._pair_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._pair_cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._pair_cache_gen = -1
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -414,15 +415,19 @@ class FingerprintIndex:
                       peaks: tuple[np.ndarray, np.ndarray] | None = None) -> int:
         """Store landmarks computed elsewhere (an index-build worker), replacing the track's old ones.
 
-        ``peaks``: the track's reference peaks ``(frames, band bins)`` for the offset
-        verification (:func:`engine.fingerprint.landmarks.extract_fingerprint`); without them
-        the track is stored unverifiable (:meth:`has_peaks` turns False).  One transaction: a
+        ``hashes``/``times``: its triplet keys; ``peaks``: its reference peaks ``(frames, band
+        bins)`` (:func:`engine.fingerprint.landmarks.extract_fingerprint`), from which a query's
+        stage 2 derives its pairs: without them the track can never be named (a warning;
+        :meth:`keys_without_peaks` lists it and the build indexes it again).  One transaction: a
         crash or a concurrent reader sees either the old version or the new one, never half of it.
         """
         self._check_writable()
         track_key = int(track_key)
         conn = self._conn()
         blob = pack_peaks(*peaks) if peaks is not None else None  # before BEGIN: a bad peak leaves no open transaction
+        if blob is None:
+            log.warning("track %d is stored without its peaks: it cannot be named until it is indexed again",
+                        track_key)
         with self._write_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -547,8 +552,7 @@ class FingerprintIndex:
         n = conn.execute("SELECT COALESCE(SUM(n_hashes), 0) FROM tracks").fetchone()[0]
         arr = np.empty(int(n), dtype=SNAPSHOT_DTYPE)
         pos = 0
-        # the primary key order (no sort: the table is clustered on it); the two-stage lookup
-        # bisects track indices inside a hash's rows, so (hash, track) order is required
+        # the primary key order (no sort: the table is clustered on it): a hash's rows are one run
         cur = conn.execute("SELECT hash, track_key, t FROM fp ORDER BY hash, track_key, t")
         while True:
             rows = cur.fetchmany(200_000)
@@ -645,31 +649,35 @@ class FingerprintIndex:
         rows = self._gather(arr, lo[keep], hi[keep])
         return (rows["h"].astype(np.int64), keys[rows["k"].astype(np.int64)], rows["t"].astype(np.int64))
 
-    def _track_pairs(self, key: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def _track_pairs(self, key: int, gen: int) -> tuple[np.ndarray, np.ndarray] | None:
         """A track's pair landmarks ``(hashes, anchor frames)`` derived from its stored peaks (None without them).
 
-        Kept for the last :data:`PAIR_CACHE_TRACKS` tracks asked for (per index generation): a
-        live recording asks for the same song every second, and the build's calibration for
-        the same few candidates again and again.
+        Kept (read-only) for the :data:`PAIR_CACHE_TRACKS` tracks used last, for index generation
+        ``gen`` (read once per query): a live recording asks for the same song every second, and
+        the build's calibration for the same few candidates again and again.  A result computed
+        while a write moved the generation on is not kept.
         """
-        gen = self.generation()
         with self._pair_lock:
             if self._pair_cache_gen != gen:
                 self._pair_cache.clear()
                 self._pair_cache_gen = gen
             hit = self._pair_cache.get(key)
-        if hit is not None:
-            return hit
+            if hit is not None:
+                self._pair_cache.move_to_end(key)
+                return hit
         codes = self.peak_codes(key)
         if codes is None or codes.size == 0:
             log.debug("track %d has no stored peaks: it cannot be scored", key)
             return None
         t, f = np.divmod(codes, BIN_SPAN)
         pairs = pair_peaks(t.astype(np.int32), f.astype(np.int32), REFERENCE.fan_out)
+        for a in pairs:
+            a.flags.writeable = False  # shared between threads
         with self._pair_lock:
-            self._pair_cache[key] = pairs
-            while len(self._pair_cache) > PAIR_CACHE_TRACKS:
-                self._pair_cache.pop(next(iter(self._pair_cache)))
+            if self._pair_cache_gen == gen:
+                self._pair_cache[key] = pairs
+                while len(self._pair_cache) > PAIR_CACHE_TRACKS:
+                    self._pair_cache.popitem(last=False)
         return pairs
 
     def _pair_rows(self, track_keys: list[int], wanted: np.ndarray | None = None
@@ -683,8 +691,9 @@ class FingerprintIndex:
         say to index it again).
         """
         parts = []
+        gen = self.generation()
         for key in track_keys:
-            pairs = self._track_pairs(key)
+            pairs = self._track_pairs(key, gen)
             if pairs is None:
                 continue
             h, ht = pairs

@@ -235,6 +235,8 @@ def triplet_hashes(t: np.ndarray, f: np.ndarray, fan: int, *, all_pairs: bool, j
     triplets (measured: top-1 0.55-0.68 without, 0.85-0.92 with +-1 frame).  The hash is the
     mixed radix ``(((f1*63 + df2+31)*63 + dt2-1)*63 + df3+31)*63 + dt3-1`` < 198 * 63**4 < 2**32.
     """
+    if fan < 2:
+        raise ValueError(f"a triplet needs two targets per anchor: fan must be >= 2, not {fan}")
     t, f = np.asarray(t, np.int64), np.asarray(f, np.int64)
     if t.size < 3:
         return np.zeros(0, np.uint32), np.zeros(0, np.int32)

@@ -36,7 +36,7 @@ import numpy as np
 
 from engine.errors import EmptyIndexError, StoreError
 from engine.fingerprint.index import FingerprintMatch, StaleIndexError, score_candidates
-from engine.fingerprint.landmarks import LANDMARK_VERSION, REFERENCE, extract_landmarks, pair_peaks
+from engine.fingerprint.landmarks import HASH_BITS, LANDMARK_VERSION, REFERENCE, extract_landmarks, pair_peaks
 from engine.store import VectorStore, milvus_call
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,8 @@ class MilvusFingerprintIndex:
         if peaks is not None:
             hashes, times = pair_peaks(np.asarray(peaks[0], np.int32), np.asarray(peaks[1], np.int32),
                                        REFERENCE.fan_out)
+        elif np.asarray(hashes).size and int(np.max(hashes)) >= 1 << HASH_BITS:
+            raise ValueError("these are not pair landmarks (a hash >= 2**21): give the track's peaks instead")
         rows = window_rows(int(track_key), hashes, times)
         with self._lock:
             self._client.delete(self.name, filter=f"track_key == {int(track_key)}")
