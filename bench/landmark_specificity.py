@@ -172,6 +172,8 @@ SCHEMES: dict[str, Callable] = {
     "triplet_f6_jt_df31": triplet_scheme(fan_ref=6, jit_t=1, df_max=31),
     "triplet_f6_q6_jt_df31": triplet_scheme(fan_ref=6, fan_q=6, jit_t=1, df_max=31),
     "triplet_f4_q6_jt_df31": triplet_scheme(fan_ref=4, fan_q=6, jit_t=1, df_max=31),
+    "triplet_f6_q10_jt_df31": triplet_scheme(fan_ref=6, fan_q=10, jit_t=1, df_max=31),
+    "triplet_f8_q10_jt_df31": triplet_scheme(fan_ref=8, fan_q=10, jit_t=1, df_max=31),
 }
 
 
