@@ -403,27 +403,33 @@ class SynestheteService:
         """Catalogue tracks by name (title and artist), prefix + typo-tolerant, <= 25."""
         return self.catalogue.search(text, limit=min(25, max(1, limit)))
 
-    def _landmarks_about(self) -> str:
+    def _peaks_missing(self) -> tuple[int, int] | str:
+        """``(tracks without stored peaks, tracks)`` of the landmark index, or why it cannot say (one sentence)."""
+        try:
+            return len(self.fingerprints.keys_without_peaks()), len(self.fingerprints.track_keys())
+        except Exception as exc:  # noqa: BLE001 - about must answer; the detail goes to the log
+            log.warning("cannot read the landmark index's peaks: %s", exc)
+            return "unknown: the landmark index could not be read"
+
+    def _landmarks_about(self, peaks: tuple[int, int] | str) -> str:
         """How the landmark stage finds its answer, and which tracks it cannot name (their peaks are missing)."""
         fp = self.fingerprints
         if fp is None:
             return "none: no landmark index"
         if not getattr(fp, "stores_peaks", False):
             return "pair landmarks in Milvus windows (docs/identification.md)"
-        try:
-            missing, total = len(fp.keys_without_peaks()), len(fp.track_keys())
-        except Exception as exc:  # noqa: BLE001 - about must answer; the detail goes to the log
-            log.warning("cannot read the landmark index's peaks: %s", exc)
-            return "unknown: the landmark index could not be read"
+        if isinstance(peaks, str):
+            return peaks
         from .fingerprint.index import VERIFY_TRACKS
 
+        missing, total = peaks
         said = f"triplets shortlist {VERIFY_TRACKS} tracks, their pairs (from the stored peaks) score them"
         if missing:
             return (f"{said}; {missing} of {total} tracks have no stored peaks and cannot be named: "
                     "run `synesthete-index build`")
         return said
 
-    def _verification_about(self) -> str:
+    def _verification_about(self, peaks: tuple[int, int] | str) -> str:
         """Whether identification can verify its landmark candidates (``engine.identify.verified_rule``), and if not why."""
         fp = self.fingerprints
         if not self.settings.identify_verification:
@@ -432,11 +438,9 @@ class SynestheteService:
             return "off: no landmark index"
         if not getattr(fp, "stores_peaks", False):
             return "off: this landmark backend keeps no peaks (identification decides without the verification)"
-        try:
-            missing, total = len(fp.keys_without_peaks()), len(fp.track_keys())
-        except Exception as exc:  # noqa: BLE001 - about must answer; the detail goes to the log
-            log.warning("cannot read the landmark index's peaks: %s", exc)
-            return "unknown: the landmark index could not be read"
+        if isinstance(peaks, str):
+            return peaks
+        missing, total = peaks
         if missing == 0:
             return "on: the best candidate is also named when its single peaks line up beyond a 1-in-10^10 chance"
         if missing < total:  # a build adding them was interrupted: the tracks with peaks are verified
@@ -451,6 +455,7 @@ class SynestheteService:
         The answer is also written to ``<data_dir>/about.json`` (``engine.about_snapshot``) so the
         CLI's ``about`` can answer in ~0.1 s while nothing it depends on changed.
         """
+        peaks = (self._peaks_missing() if getattr(self.fingerprints, "stores_peaks", False) else (0, 0))
         info = {
             "tracks": self.catalogue.count(),
             "indexed_tracks": self.catalogue.count(indexed_only=True),
@@ -458,8 +463,8 @@ class SynestheteService:
             "backbone": self.embedder.backbone.name,
             "head_trained": self.embedder.head.trained,
             "identification": {**self.current_calibration().about(),
-                               "landmarks": self._landmarks_about(),
-                               "offset_verification": self._verification_about()},
+                               "landmarks": self._landmarks_about(peaks),
+                               "offset_verification": self._verification_about(peaks)},
             "similarity": {**similarity_about(self.similarity),
                            **({"hubness": "mutual proximity (Schnitzer et al. 2012): re-ranks the cosine candidates"}
                               if self.hubness is not None else {})},
