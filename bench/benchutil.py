@@ -125,6 +125,30 @@ class PerTrack:
         return self.cache[key]
 
 
+def phone_notes(keys, sr: int, rng: np.random.Generator, label: str, clean: bool = False):
+    """``(key, kind, samples)`` for every ``(key, audio_path)`` of ``keys``: its 10 s from 30 s in, made phone-like
+    by the builder's own degradation (``phone_degrade`` with ``rng``, one draw per track in order, so two benches
+    with the same seed hear the same recordings), as ``phone10`` and ``phone_first5``, and ``clean10`` when
+    ``clean``; a progress line every 20 tracks, under ``label``."""
+    import logging
+    import time
+
+    from identify_says import excerpt
+
+    from index_builder.augment import phone_degrade
+
+    t0 = time.perf_counter()
+    for i, (key, path) in enumerate(keys):
+        clip = excerpt(path, sr, 30.0, 10.0)
+        phone = phone_degrade(clip, sr, rng)
+        yield key, "phone10", phone
+        yield key, "phone_first5", phone[: 5 * sr]
+        if clean:
+            yield key, "clean10", clip
+        if (i + 1) % 20 == 0:
+            logging.warning("%s: %d/%d tracks, %.0f s", label, i + 1, len(keys), time.perf_counter() - t0)
+
+
 def corpus_main(doc: str, run_corpus, header: dict | None = None) -> int:
     """The command line of a bench run per built index: ``--data-dir`` (repeatable), ``--tracks``, ``--seed``,
     ``--json``; prints one summary line per corpus and kind of ``run_corpus(data_dir, tracks, seed)``'s

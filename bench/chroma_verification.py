@@ -22,10 +22,8 @@ not a product rule.  Nothing it writes belongs in the repository.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +31,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchutil import PerTrack, catalogue_tracks, corpus_main  # noqa: E402
-from identify_says import excerpt  # noqa: E402
+from benchutil import PerTrack, catalogue_tracks, corpus_main, phone_notes  # noqa: E402
 
 from engine.audio import DecodedAudio, from_samples  # noqa: E402
 from engine.identify import decide, evidence  # noqa: E402
 from engine.service import SynestheteService  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from index_builder.augment import phone_degrade  # noqa: E402
 
 HOP_S = 0.1
 SLACK = 2  # frames either side of the landmark offset
@@ -124,16 +120,12 @@ def run_corpus(data_dir: Path, n_tracks: int, seed: int) -> dict:
     db = sqlite3.connect(data_dir / "catalogue.sqlite")
     keys = catalogue_tracks(db, n_tracks)
     ref = PerTrack(db, settings, sr, chroma)
-    rng, null_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    null_rng = np.random.default_rng(seed + 1)
     rows: dict[str, list[dict]] = {}
-    t0 = time.perf_counter()
-    for i, (key, path) in enumerate(keys):
-        phone = phone_degrade(excerpt(path, sr, 30.0, 10.0), sr, rng)  # the same recordings as peak_verification
-        for kind, x in (("phone10", phone), ("phone_first5", phone[: 5 * sr])):
-            rows.setdefault(kind, []).append(measure_one(svc, from_samples(x, sr, "bench"), int(key), settings, ref,
-                                                         null_rng))
-        if (i + 1) % 20 == 0:
-            logging.warning("%s: %d/%d tracks, %.0f s", data_dir.name, i + 1, len(keys), time.perf_counter() - t0)
+    # the same recordings as peak_verification (same seed, same draws)
+    for key, kind, x in phone_notes(keys, sr, np.random.default_rng(seed), data_dir.name):
+        rows.setdefault(kind, []).append(measure_one(svc, from_samples(x, sr, "bench"), int(key), settings, ref,
+                                                     null_rng))
     svc.close()
     return {"data_dir": str(data_dir), "tracks": len(keys), "kinds": {k: summarise(v) for k, v in rows.items()},
             "rows": rows}

@@ -43,11 +43,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.fingerprint.index import score_candidates  # noqa: E402
-from engine.fingerprint.landmarks import FRAMES_PER_S, extract_peaks, pair_peaks  # noqa: E402
+from engine.fingerprint.landmarks import FRAMES_PER_S, extract_peaks, pair_peaks, zone_targets  # noqa: E402
 
 log = logging.getLogger("landmark_specificity")
 SR = 16000
 UNKNOWN_RATE = 0.005
+#: target zone length in frames (the engine's: targets 1..63 frames after their anchor)
+DT_MAX = 63
 #: candidates a two-stage lookup re-scores (the engine's VERIFY_TRACKS)
 SHORTLIST = 8
 
@@ -99,25 +101,8 @@ def pair_scheme(fan_ref: int = 8, fan_q: int = 12) -> Callable:
     return fn
 
 
-def _targets(t: np.ndarray, f: np.ndarray, fan: int, dt_max: int, df_max: int) -> np.ndarray:
-    """(n, fan) indices of each peak's first ``fan`` targets in its zone, -1 where it has fewer."""
-    n = t.size
-    look = min(n - 1, fan * 4)
-    i = np.arange(n)[:, None]
-    j = i + np.arange(1, look + 1)[None, :]
-    valid = j < n
-    j = np.minimum(j, n - 1)
-    dt = t[j] - t[:, None]
-    df = f[j] - f[:, None]
-    ok = valid & (dt >= 1) & (dt <= dt_max) & (np.abs(df) <= df_max)
-    ok &= np.cumsum(ok, axis=1) <= fan
-    order = np.argsort(~ok, axis=1, kind="stable")
-    tgt = np.where(np.take_along_axis(ok, order, 1), np.take_along_axis(j, order, 1), -1)[:, :fan]
-    return np.pad(tgt, ((0, 0), (0, max(0, fan - tgt.shape[1]))), constant_values=-1)
-
-
 def triplet_scheme(fan_ref: int = 4, fan_q: int = 8, consecutive: bool = True, jit_t: int = 0, jit_f: int = 0,
-                   q_f1: int = 1, dt_max: int = 63, df_max: int = 63) -> Callable:
+                   q_f1: int = 1, df_max: int = 63) -> Callable:
     """Three peaks ``(f1, df2, dt2, df3, dt3)``: the anchor and two later peaks of its target zone.
 
     Reference side: the anchor with consecutive targets ``(j, j+1)`` of its first ``fan_ref`` (or all
@@ -127,12 +112,12 @@ def triplet_scheme(fan_ref: int = 4, fan_q: int = 8, consecutive: bool = True, j
     (a peak that moved by one hop or bin in the recording still matches); ``q_f1`` quantises the
     anchor's bin (its jitter moves all three peaks' bins, which the differences do not see).
     """
-    rdf, rdt = 2 * df_max + 1, dt_max
+    rdf = 2 * df_max + 1
 
     def pack(f1, d2f, d2t, d3f, d3t):
-        ok = (np.abs(d2f) <= df_max) & (np.abs(d3f) <= df_max) & (d2t >= 1) & (d3t >= 1) & (d2t <= dt_max) \
-            & (d3t <= dt_max)
-        h = (((f1 // q_f1 * rdf + d2f + df_max) * rdt + d2t - 1) * rdf + d3f + df_max) * rdt + d3t - 1
+        ok = (np.abs(d2f) <= df_max) & (np.abs(d3f) <= df_max) & (d2t >= 1) & (d3t >= 1) & (d2t <= DT_MAX) \
+            & (d3t <= DT_MAX)
+        h = (((f1 // q_f1 * rdf + d2f + df_max) * DT_MAX + d2t - 1) * rdf + d3f + df_max) * DT_MAX + d3t - 1
         return h.astype(np.uint64), ok
 
     def fn(t: np.ndarray, f: np.ndarray, side: str):
@@ -140,7 +125,7 @@ def triplet_scheme(fan_ref: int = 4, fan_q: int = 8, consecutive: bool = True, j
         fan = fan_ref if side == "ref" else fan_q
         if t.size < 3:
             return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-        tgt = _targets(t, f, fan, dt_max, df_max)
+        tgt = zone_targets(t, f, fan, df_max)
         if side == "ref" and consecutive:
             combos = np.array([(k, k + 1) for k in range(fan - 1)])
         else:

@@ -30,10 +30,8 @@ Nothing it writes belongs in the repository.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sqlite3
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +39,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchutil import catalogue_tracks, corpus_main  # noqa: E402
-from identify_says import excerpt  # noqa: E402
+from benchutil import catalogue_tracks, corpus_main, phone_notes  # noqa: E402
 
 from engine.audio import DecodedAudio, from_samples  # noqa: E402
 from engine.identify import VERIFIED_SURPRISE, Observations, decide, evidence, verification_surprise  # noqa: E402
 from engine.service import SynestheteService  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from index_builder.augment import phone_degrade  # noqa: E402
 
 
 def unverified(obs: Observations) -> Observations:
@@ -111,16 +107,9 @@ def run_corpus(data_dir: Path, n_tracks: int, seed: int) -> dict:
     keys = catalogue_tracks(db, n_tracks)
     # the product's own verification (FingerprintIndex.verify) on the peaks the index stores
     # (since landmark version 2 every track's peaks are stored: its pairs are derived from them)
-    rng = np.random.default_rng(seed)
     rows: dict[str, list[dict]] = {}
-    t0 = time.perf_counter()
-    for i, (key, path) in enumerate(keys):
-        clean = excerpt(path, sr, 30.0, 10.0)
-        phone = phone_degrade(clean, sr, rng)
-        for kind, x in (("phone10", phone), ("phone_first5", phone[: 5 * sr]), ("clean10", clean)):
-            rows.setdefault(kind, []).append(measure_one(svc, from_samples(x, sr, "bench"), int(key), settings))
-        if (i + 1) % 20 == 0:
-            logging.warning("%s: %d/%d tracks, %.0f s", data_dir.name, i + 1, len(keys), time.perf_counter() - t0)
+    for key, kind, x in phone_notes(keys, sr, np.random.default_rng(seed), data_dir.name, clean=True):
+        rows.setdefault(kind, []).append(measure_one(svc, from_samples(x, sr, "bench"), int(key), settings))
     svc.close()
     return {"data_dir": str(data_dir), "tracks": len(keys), "kinds": {k: summarise(v) for k, v in rows.items()},
             "rows": rows}

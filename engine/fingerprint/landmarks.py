@@ -93,7 +93,6 @@ _DT_MAX = 63
 HASH_BITS = 21
 # triplet zone: |df| <= 31 so that 198 x 63**4 values fit 32 bits (see triplet_hashes)
 _TRIPLET_DF_MAX = 31
-TRIPLET_HASH_BITS = 32
 
 
 @dataclass(frozen=True)
@@ -186,38 +185,41 @@ def find_peaks(logspec: np.ndarray, p: LandmarkParams) -> tuple[np.ndarray, np.n
     return t_k[o].astype(np.int32), f_k[o].astype(np.int32)
 
 
-def pair_peaks(t: np.ndarray, f: np.ndarray, fan_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes and anchor times of each peak paired with its next ``fan_out`` targets."""
-    n = t.size
-    if n < 2:
-        return np.zeros(0, np.uint32), np.zeros(0, np.int32)
-    # look ahead over enough following peaks to fill the fan-out after
-    # discarding those outside the target zone (same frame, |df| too large)
-    look = min(n - 1, fan_out * 4)
-    i = np.arange(n)[:, None]
-    j = i + np.arange(1, look + 1)[None, :]
-    valid_j = j < n
-    j = np.minimum(j, n - 1)
-    dt = t[j] - t[:, None]
-    df = f[j] - f[:, None]
-    ok = valid_j & (dt >= 1) & (dt <= _DT_MAX) & (np.abs(df) <= _DF_MAX)
-    ok &= np.cumsum(ok, axis=1) <= fan_out
-    ai, kj = np.nonzero(ok)
-    # mixed-radix packing: f1 * (2*DF_MAX+1) * DT_MAX + (df+DF_MAX) * DT_MAX + (dt-1)
-    hashes = (f[ai].astype(np.int64) * (2 * _DF_MAX + 1) + (df[ai, kj] + _DF_MAX)) * _DT_MAX + (dt[ai, kj] - 1)
-    return hashes.astype(np.uint32), t[ai].astype(np.int32)
+def _zone(t: np.ndarray, f: np.ndarray, fan: int, df_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(j, ok)``, both (n, look): the peaks following each peak, and which are its first ``fan`` targets.
 
-
-def _zone_targets(t: np.ndarray, f: np.ndarray, fan: int) -> np.ndarray:
-    """(n, fan) indices of each peak's first ``fan`` triplet targets (1..63 frames later, |df| <= 31), -1 past them."""
+    A target lies 1..63 frames later and within ``df_max`` bins; ``look`` (``fan`` x 4 following
+    peaks) leaves room to fill the fan-out after discarding those outside the zone (same frame,
+    |df| too large).  ``ok`` is True at most ``fan`` times a row, in time order.  Shared by the
+    pairs (:func:`pair_peaks`) and the triplets (:func:`zone_targets`).
+    """
     n = t.size
     look = min(n - 1, fan * 4)
     j = np.arange(n)[:, None] + np.arange(1, look + 1)[None, :]
     valid = j < n
     j = np.minimum(j, n - 1)
     dt = t[j] - t[:, None]
-    ok = valid & (dt >= 1) & (dt <= _DT_MAX) & (np.abs(f[j] - f[:, None]) <= _TRIPLET_DF_MAX)
+    ok = valid & (dt >= 1) & (dt <= _DT_MAX) & (np.abs(f[j] - f[:, None]) <= df_max)
     ok &= np.cumsum(ok, axis=1) <= fan
+    return j, ok
+
+
+def pair_peaks(t: np.ndarray, f: np.ndarray, fan_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes and anchor times of each peak paired with its next ``fan_out`` targets."""
+    if t.size < 2:
+        return np.zeros(0, np.uint32), np.zeros(0, np.int32)
+    j, ok = _zone(t, f, fan_out, _DF_MAX)
+    ai, kj = np.nonzero(ok)
+    tj = j[ai, kj]
+    dt, df = t[tj] - t[ai], f[tj] - f[ai]
+    # mixed-radix packing: f1 * (2*DF_MAX+1) * DT_MAX + (df+DF_MAX) * DT_MAX + (dt-1)
+    hashes = (f[ai].astype(np.int64) * (2 * _DF_MAX + 1) + (df + _DF_MAX)) * _DT_MAX + (dt - 1)
+    return hashes.astype(np.uint32), t[ai].astype(np.int32)
+
+
+def zone_targets(t: np.ndarray, f: np.ndarray, fan: int, df_max: int = _TRIPLET_DF_MAX) -> np.ndarray:
+    """(n, fan) indices of each peak's first ``fan`` targets (1..63 frames later, within ``df_max`` bins), -1 past them."""
+    j, ok = _zone(t, f, fan, df_max)
     order = np.argsort(~ok, axis=1, kind="stable")  # targets first, in time order
     tgt = np.where(np.take_along_axis(ok, order, 1), np.take_along_axis(j, order, 1), -1)[:, :fan]
     return np.pad(tgt, ((0, 0), (0, fan - tgt.shape[1])), constant_values=-1)
@@ -240,7 +242,7 @@ def triplet_hashes(t: np.ndarray, f: np.ndarray, fan: int, *, all_pairs: bool, j
     t, f = np.asarray(t, np.int64), np.asarray(f, np.int64)
     if t.size < 3:
         return np.zeros(0, np.uint32), np.zeros(0, np.int32)
-    tgt = _zone_targets(t, f, fan)
+    tgt = zone_targets(t, f, fan)
     combos = (np.array([(a, b) for a in range(fan) for b in range(a + 1, fan)]) if all_pairs
               else np.array([(k, k + 1) for k in range(fan - 1)]))
     p2, p3 = tgt[:, combos[:, 0]], tgt[:, combos[:, 1]]
